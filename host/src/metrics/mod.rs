@@ -1,0 +1,109 @@
+//! Metrics: lock-free counters on the hot path, a snapshot type for readers,
+//! and a Prometheus text rendering.
+
+mod histogram;
+mod prometheus;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+pub use histogram::{BUCKET_BOUNDS_US, LatencySnapshot};
+pub(crate) use histogram::Histogram;
+
+/// A counter on its own cache line, so that counters bumped by different
+/// threads do not slow each other down.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+    pub(crate) fn reset(&self) {
+        self.0.store(0, Relaxed);
+    }
+}
+
+/// Manager-wide counters (user-visible operations).
+#[derive(Default)]
+pub(crate) struct ManagerMetrics {
+    pub(crate) operations: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) cache_hits: Counter,
+    pub(crate) cache_misses: Counter,
+}
+
+/// Per-backend counters (every attempt on that backend).
+#[derive(Default)]
+pub(crate) struct BackendMetrics {
+    pub(crate) operations: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) latency: Histogram,
+}
+
+impl BackendMetrics {
+    pub(crate) fn record(&self, elapsed: Duration, ok: bool) {
+        self.operations.inc();
+        if !ok {
+            self.errors.inc();
+        }
+        self.latency.record(elapsed);
+    }
+
+    pub(crate) fn reset(&self) {
+        self.operations.reset();
+        self.errors.reset();
+        self.latency.reset();
+    }
+}
+
+/// A snapshot of a manager's metrics, from
+/// [`StorageManager::metrics`](crate::StorageManager::metrics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageMetrics {
+    /// Operations callers made (get, put, delete, list), whatever the policy fanned out.
+    pub operations: u64,
+    /// Operations that returned an error to the caller.
+    pub errors: u64,
+    /// PreferCache gets answered by the cache.
+    pub cache_hits: u64,
+    /// PreferCache gets the cache could not answer (miss or cache error).
+    pub cache_misses: u64,
+    /// Attempts made on each backend.
+    pub backend_operations: HashMap<String, u64>,
+    /// Failed attempts on each backend.
+    pub backend_errors: HashMap<String, u64>,
+    /// Latency of the attempts on each backend.
+    pub backend_latency: HashMap<String, LatencySnapshot>,
+}
+
+impl StorageMetrics {
+    /// The share of operations that succeeded, 0.0..=1.0 (1.0 before any operation).
+    pub fn success_rate(&self) -> f64 {
+        if self.operations == 0 {
+            1.0
+        } else {
+            (self.operations - self.errors.min(self.operations)) as f64 / self.operations as f64
+        }
+    }
+
+    /// The share of PreferCache gets answered by the cache, 0.0..=1.0 (0.0 before any).
+    pub fn cache_hit_rate(&self) -> f64 {
+        let total = self.cache_hits + self.cache_misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.cache_hits as f64 / total as f64
+        }
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub fn to_prometheus(&self) -> String {
+        prometheus::render(self)
+    }
+}

@@ -1,0 +1,95 @@
+//! The ABI-stable types the host and a plugin library share.
+//!
+//! Everything here is checked by abi_stable when a library is loaded: the
+//! layout of [`PluginMod`] and of every type reachable from it must match what
+//! the host was built with, or loading fails with a report instead of undefined
+//! behaviour. Plugin authors never touch these types; [`export_plugin!`] builds
+//! them from a [`Plugin`](crate::Plugin) implementation.
+//!
+//! [`export_plugin!`]: crate::export_plugin
+
+// The code `#[sabi_trait]` generates puts impls inside a const block.
+#![allow(non_local_definitions)]
+
+use abi_stable::{
+    StableAbi, declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RBox, ROption, RResult, RStr, RString, RVec},
+};
+use async_ffi::FfiFuture;
+
+use crate::Error;
+
+/// A future returned across the boundary, resolving to a result.
+pub type FfiResult<T> = FfiFuture<RResult<T, Error>>;
+
+/// A backend instance as seen through the boundary.
+///
+/// Methods take owned `R*` values so that the returned futures are `'static`
+/// and can be moved between the host's worker threads.
+#[sabi_trait]
+pub trait FfiBackend: Send + Sync {
+    /// See [`Backend::get`](crate::Backend::get).
+    fn get(&self, key: RString) -> FfiResult<ROption<RVec<u8>>>;
+    /// See [`Backend::put`](crate::Backend::put).
+    fn put(&self, key: RString, value: RVec<u8>) -> FfiResult<()>;
+    /// See [`Backend::delete`](crate::Backend::delete).
+    fn delete(&self, key: RString) -> FfiResult<()>;
+    /// See [`Backend::list`](crate::Backend::list).
+    fn list(&self, prefix: RString) -> FfiResult<RVec<RString>>;
+    /// See [`Backend::shutdown`](crate::Backend::shutdown).
+    #[sabi(last_prefix_field)]
+    fn shutdown(&self) -> FfiResult<()>;
+
+    // Methods below were added after the first version of the interface: they
+    // have defaults, which is what a backend from an older plugin answers.
+
+    /// See [`Backend::export_state`](crate::Backend::export_state).
+    fn export_state(&self) -> FfiResult<ROption<RVec<u8>>> {
+        async_ffi::FutureExt::into_ffi(async { RResult::ROk(ROption::RNone) })
+    }
+}
+
+/// An owned, type-erased backend instance.
+pub type BackendBox = FfiBackend_TO<'static, RBox<()>>;
+
+/// The root module every plugin library exports.
+///
+/// It is a prefix type: fields after the one marked `last_prefix_field` may be
+/// absent in libraries built against an older `plugin-api`, and the host reads
+/// them through accessors returning `Option`.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// The version of `storage-plugin-api` the plugin was built against.
+    pub api_version: RStr<'static>,
+    /// The plugin's name, e.g. `"local"`.
+    pub name: RStr<'static>,
+    /// The plugin's own version.
+    pub version: RStr<'static>,
+    /// One line describing the plugin.
+    pub description: RStr<'static>,
+    /// Checks a JSON configuration without side effects.
+    pub validate_config: extern "C" fn(config: RStr<'_>) -> RResult<(), Error>,
+    /// Creates a backend from a JSON configuration.
+    #[sabi(last_prefix_field)]
+    pub create: extern "C" fn(config: RString) -> FfiResult<BackendBox>,
+
+    /// Creates a backend from a JSON configuration and the state exported by
+    /// the instance it replaces (hot swap). Absent in plugins built before it
+    /// existed; the host then falls back to `create`.
+    #[sabi(missing_field(option))]
+    pub create_with_state: extern "C" fn(config: RString, state: RVec<u8>) -> FfiResult<BackendBox>,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+
+    const BASE_NAME: &'static str = "storage_plugin";
+    const NAME: &'static str = "storage plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}

@@ -1,0 +1,81 @@
+//! The ABI-stable interface between the storage host and its plugins.
+//!
+//! A plugin is a `cdylib` that implements [`Plugin`] and [`Backend`] in plain
+//! async Rust and calls [`export_plugin!`] once:
+//!
+//! ```ignore
+//! storage_plugin_api::export_plugin!(MyPlugin);
+//! ```
+//!
+//! The host loads the library, abi_stable checks that its interface matches
+//! (abi_stable version, this crate's version, the layout of every type that
+//! crosses), and the plugin's backends are then driven through [`ffi`].
+//!
+//! Across the boundary only `abi_stable` types travel (`RString`, `RVec<u8>`,
+//! `RResult`, ...); futures travel as [`async_ffi::FfiFuture`], so a plugin never
+//! depends on the host's async runtime.
+
+#![warn(missing_docs)]
+
+mod error;
+mod export;
+pub mod ffi;
+mod plugin;
+
+pub use error::{Error, ErrorKind};
+pub use export::{module_of, panic_message};
+pub use plugin::{Backend, Plugin};
+
+/// The version of this crate, recorded in every plugin built against it.
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Re-exports used by [`export_plugin!`]; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use abi_stable;
+    pub use serde;
+}
+
+/// Exports `$plugin` (a type implementing [`Plugin`]) as this library's root module.
+///
+/// Call it once, at the root of a `crate-type = ["cdylib"]` crate. A crate that
+/// is also linked statically into a host must not call it (two plugins linked
+/// into one binary would export the same symbol): keep the call in a separate
+/// cdylib crate, as the plugins shipped with the host do.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        // What abi_stable's `#[export_root_module]` expands to, spelled with
+        // `$crate` paths so plugin crates need not depend on abi_stable.
+        // SAFETY: the symbol name is abi_stable's root-module loader name
+        // (checked by a test in storage-plugin-api), and the header is built by
+        // abi_stable's own constructor from our root module type, with layout
+        // checking enabled.
+        #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
+        pub static _STORAGE_PLUGIN_ROOT_MODULE: $crate::__private::abi_stable::library::LibHeader = {
+            extern "C" fn __root_module() -> $crate::__private::abi_stable::library::RootModuleResult {
+                $crate::__private::abi_stable::library::__call_root_module_loader(
+                    $crate::module_of::<$plugin> as fn() -> $crate::ffi::PluginModRef,
+                )
+            }
+            // SAFETY: see above; `__root_module` returns the module of type `PluginModRef`.
+            unsafe {
+                $crate::__private::abi_stable::library::LibHeader::from_constructor::<$crate::ffi::PluginModRef>(
+                    __root_module,
+                    $crate::__private::abi_stable::library::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn export_symbol_matches_abi_stable() {
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
+    }
+}

@@ -1,0 +1,2 @@
+//! The `local` storage plugin, exported as a dynamic library.
+storage_plugin_api::export_plugin!(storage_local::LocalPlugin);

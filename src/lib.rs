@@ -1,0 +1,39 @@
+//! P2P AI Agents: the storage plugin system.
+//!
+//! Everything lives under [`storage`]:
+//!
+//! ```
+//! use p2p_ai_agents::storage::{BackendConfig, StorageConfig, StorageManager, StoragePolicy};
+//! ```
+//!
+//! The implementation is split into crates that follow the architecture
+//! (see ARCHITECTURE.md): `storage-plugin-api` (the ABI-stable interface
+//! plugins are built against), `storage-host` (registry, manager, policies,
+//! loader), and one crate per plugin under `plugins/`.
+
+#![warn(missing_docs)]
+
+/// One storage interface over many backends, with plugins.
+pub mod storage {
+    pub use storage_host::{
+        BackendConfig, BackendFailure, BackendStatus, Health, ManagerError, PluginError,
+        PluginInfo, PluginSource, StorageConfig, StorageManager, StorageMetrics, StoragePlugin,
+        StoragePolicy, StorageRegistry, SwapOutcome,
+    };
+    pub use storage_host::{config, health, loader, metrics, policy, watch};
+
+    /// The plugin trait and its errors (`storage::plugin::{StoragePlugin, PluginError}`).
+    pub mod plugin {
+        pub use storage_host::plugin::*;
+        pub use storage_host::registry::StorageRegistry;
+    }
+
+    /// The storage trait every backend implements, and the local plugin.
+    pub mod local {
+        pub use storage_host::storage::{Storage, StorageError};
+        pub use storage_local::{LocalConfig, LocalPlugin};
+    }
+
+    /// The ABI-stable interface for plugins built out of tree.
+    pub use storage_plugin_api as plugin_api;
+}

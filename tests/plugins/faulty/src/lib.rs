@@ -1,0 +1,216 @@
+//! A fault-injecting backend for tests: an in-memory store whose behaviour a
+//! test changes at runtime (fail as unavailable, fail otherwise, delay, panic,
+//! hang), per backend, through [`control`].
+//!
+//! Config: `{"name": "a", "panic_on_create": false, "panic_on": ["get"], "delay_ms": 0}`.
+//! `name` picks the [`Control`] shared with the test (in-process use); the
+//! other fields set faults from the configuration (for the library build,
+//! whose statics the test cannot reach).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use storage_plugin_api::{Backend, Error, Plugin};
+
+/// What the backend does on its next operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Serve normally.
+    Ok = 0,
+    /// Fail every operation as unavailable.
+    Unavailable = 1,
+    /// Fail every operation with a non-retryable error.
+    Fail = 2,
+    /// Panic in every operation.
+    Panic = 3,
+    /// Never answer.
+    Hang = 4,
+}
+
+/// The shared state of one faulty backend: its data and its faults.
+#[derive(Default)]
+pub struct Control {
+    mode: AtomicU8,
+    delay_ms: AtomicU64,
+    calls: AtomicU64,
+    data: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl Control {
+    /// Sets the behaviour of the next operations.
+    pub fn set_mode(&self, mode: Mode) {
+        self.mode.store(mode as u8, SeqCst);
+    }
+    /// Delays every operation by `d`.
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, SeqCst);
+    }
+    /// Operations received so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(SeqCst)
+    }
+    /// The stored value of `key`, bypassing faults.
+    pub fn peek(&self, key: &str) -> Option<Vec<u8>> {
+        self.data.lock().unwrap().get(key).cloned()
+    }
+    /// Writes directly, bypassing faults.
+    pub fn poke(&self, key: &str, value: &[u8]) {
+        self.data.lock().unwrap().insert(key.into(), value.to_vec());
+    }
+    /// The number of stored keys.
+    pub fn len(&self) -> usize {
+        self.data.lock().unwrap().len()
+    }
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn mode(&self) -> Mode {
+        match self.mode.load(SeqCst) {
+            1 => Mode::Unavailable,
+            2 => Mode::Fail,
+            3 => Mode::Panic,
+            4 => Mode::Hang,
+            _ => Mode::Ok,
+        }
+    }
+}
+
+/// The control of the faulty backend named `name` (created on first use).
+pub fn control(name: &str) -> Arc<Control> {
+    static ALL: OnceLock<Mutex<HashMap<String, Arc<Control>>>> = OnceLock::new();
+    ALL.get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(name.to_string())
+        .or_default()
+        .clone()
+}
+
+/// Configuration of a faulty backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Which [`Control`] to use.
+    pub name: String,
+    /// Panic inside `create`.
+    #[serde(default)]
+    pub panic_on_create: bool,
+    /// Operations (`get`, `put`, `delete`, `list`) that panic.
+    #[serde(default)]
+    pub panic_on: Vec<String>,
+}
+
+/// The plugin.
+pub struct FaultyPlugin;
+
+impl Plugin for FaultyPlugin {
+    type Config = Config;
+    type Backend = FaultyBackend;
+    const NAME: &'static str = "faulty";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "Test fixture: in-memory store with injectable faults";
+
+    async fn create(config: Config) -> Result<FaultyBackend, Error> {
+        if config.panic_on_create {
+            panic!("faulty: asked to panic in create");
+        }
+        Ok(FaultyBackend {
+            control: control(&config.name),
+            panic_on: config.panic_on,
+        })
+    }
+}
+
+/// A backend whose behaviour its [`Control`] decides.
+pub struct FaultyBackend {
+    control: Arc<Control>,
+    panic_on: Vec<String>,
+}
+
+impl FaultyBackend {
+    async fn enter(&self, op: &str) -> Result<(), Error> {
+        self.control.calls.fetch_add(1, SeqCst);
+        if self.panic_on.iter().any(|p| p == op) {
+            panic!("faulty: asked to panic in {op}");
+        }
+        let delay = self.control.delay_ms.load(SeqCst);
+        if delay > 0 {
+            sleep(Duration::from_millis(delay)).await;
+        }
+        match self.control.mode() {
+            Mode::Ok => Ok(()),
+            Mode::Unavailable => Err(Error::unavailable(format!("faulty: {op} refused (injected)"))),
+            Mode::Fail => Err(Error::other(format!("faulty: {op} failed (injected)"))),
+            Mode::Panic => panic!("faulty: injected panic in {op}"),
+            Mode::Hang => std::future::pending().await,
+        }
+    }
+}
+
+/// A runtime-free sleep: a thread wakes the task (plugins cannot use the
+/// host's timer).
+async fn sleep(d: Duration) {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    struct Sleep {
+        done: Arc<std::sync::atomic::AtomicBool>,
+        started: bool,
+        d: Duration,
+    }
+    impl Future for Sleep {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.done.load(SeqCst) {
+                return Poll::Ready(());
+            }
+            if !self.started {
+                self.started = true;
+                let done = Arc::clone(&self.done);
+                let waker = cx.waker().clone();
+                let d = self.d;
+                std::thread::spawn(move || {
+                    std::thread::sleep(d);
+                    done.store(true, SeqCst);
+                    waker.wake();
+                });
+            }
+            Poll::Pending
+        }
+    }
+    Sleep {
+        done: Arc::default(),
+        started: false,
+        d,
+    }
+    .await
+}
+
+impl Backend for FaultyBackend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.enter("get").await?;
+        Ok(self.control.peek(key))
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error> {
+        self.enter("put").await?;
+        self.control.data.lock().unwrap().insert(key.into(), value);
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.enter("delete").await?;
+        self.control.data.lock().unwrap().remove(key);
+        Ok(())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        self.enter("list").await?;
+        let data = self.control.data.lock().unwrap();
+        Ok(data.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+}
+
+storage_plugin_api::export_plugin!(FaultyPlugin);

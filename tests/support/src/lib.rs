@@ -1,0 +1,110 @@
+//! Test helpers shared by the workspace's integration tests.
+//!
+//! Tests load plugins as real dynamic libraries. They must not rely on a
+//! previous build, so [`plugin_library`] builds the plugin crate with the same
+//! cargo, profile and target directory as the test itself (a no-op when it is
+//! already built) and returns the path of the library.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/support is two levels below the root")
+        .to_path_buf()
+}
+
+/// The target directory tests and their builds share.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_relative() { workspace_root().join(p) } else { p })
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Whether this test binary was built in release mode.
+pub fn profile() -> &'static str {
+    if cfg!(debug_assertions) { "debug" } else { "release" }
+}
+
+/// The file name of the dynamic library of crate `lib_name` on this platform.
+pub fn library_file_name(lib_name: &str) -> String {
+    format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        lib_name,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Builds workspace package `package` (a cdylib whose library is named
+/// `lib_name`) and returns the path of its library.
+pub fn plugin_library(package: &str, lib_name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let path = target_dir().join(profile()).join(library_file_name(lib_name));
+    if !built.iter().any(|p| p == package) {
+        cargo_build(&workspace_root().join("Cargo.toml"), &["-p", package]);
+        built.push(package.to_string());
+    }
+    assert!(path.is_file(), "building {package} did not produce {}", path.display());
+    path
+}
+
+/// Runs `cargo build` on `manifest` with extra `args`, in this test's profile
+/// and the shared target directory. Panics with cargo's output on failure.
+pub fn cargo_build(manifest: &Path, args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(manifest)
+        .args(args)
+        .env("CARGO_TARGET_DIR", target_dir());
+    if profile() == "release" {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo build {} {:?} failed:\n{}",
+        manifest.display(),
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh empty directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/<prefix>-<pid>-<n>`.
+    pub fn new(prefix: &str) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
