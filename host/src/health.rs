@@ -5,7 +5,7 @@
 //! cooldown ends one operation is let through as a probe: success closes the
 //! breaker, failure re-opens it for longer. All state is in atomics.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 /// Consecutive unavailable errors that open the breaker.
@@ -29,7 +29,10 @@ pub(crate) struct Breaker {
     failures: AtomicU32,
     /// Milliseconds since `epoch` until which the breaker is open (0: closed).
     open_until_ms: AtomicU64,
+    /// Consecutive times the breaker opened (each failed probe doubles the cooldown).
     trips: AtomicU32,
+    /// Whether the operation in flight is the probe after a cooldown.
+    probing: AtomicBool,
 }
 
 impl Default for Breaker {
@@ -39,6 +42,7 @@ impl Default for Breaker {
             failures: AtomicU32::new(0),
             open_until_ms: AtomicU64::new(0),
             trips: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
         }
     }
 }
@@ -62,9 +66,14 @@ impl Breaker {
         // Claim the probe: push the deadline forward so others keep waiting
         // while it runs.
         let next = now + self.cooldown().as_millis() as u64;
-        self.open_until_ms
+        let won = self
+            .open_until_ms
             .compare_exchange(until, next, SeqCst, SeqCst)
-            .is_ok()
+            .is_ok();
+        if won {
+            self.probing.store(true, SeqCst);
+        }
+        won
     }
 
     fn cooldown(&self) -> Duration {
@@ -76,6 +85,7 @@ impl Breaker {
         if self.failures.load(SeqCst) != 0 {
             self.failures.store(0, SeqCst);
         }
+        self.probing.store(false, SeqCst);
         if self.open_until_ms.load(SeqCst) != 0 {
             self.open_until_ms.store(0, SeqCst);
             self.trips.store(0, SeqCst);
@@ -86,11 +96,16 @@ impl Breaker {
     /// Records an unavailable error; returns true when this opened the breaker.
     pub(crate) fn on_unavailable(&self) -> bool {
         let failures = self.failures.fetch_add(1, SeqCst) + 1;
-        if failures >= FAILURE_THRESHOLD {
-            let trips = self.trips.fetch_add(1, SeqCst) + 1;
+        let failed_probe = self.probing.swap(false, SeqCst);
+        let closed = self.open_until_ms.load(SeqCst) == 0;
+        // Open on reaching the threshold, and re-open for longer when a probe
+        // fails. Failures of operations forced through an open breaker (every
+        // candidate open) do not lengthen the cooldown.
+        if (closed && failures >= FAILURE_THRESHOLD) || failed_probe {
+            self.trips.fetch_add(1, SeqCst);
             let until = self.now_ms() + self.cooldown().as_millis() as u64;
             self.open_until_ms.store(until.max(1), SeqCst);
-            return trips == 1;
+            return closed;
         }
         false
     }

@@ -62,6 +62,8 @@ pub enum PluginEvent {
         file: PathBuf,
         /// The backends that now run the new version.
         backends: Vec<String>,
+        /// The longest time a backend held new operations during the swap.
+        paused: Duration,
     },
     /// A file was not loaded, or a new version could not take over; whatever
     /// ran before keeps running.
@@ -89,9 +91,9 @@ impl fmt::Display for PluginEvent {
             PluginEvent::Loaded { plugin, version, file } => {
                 write!(f, "loaded   {plugin} {version} from {}", file.display())
             }
-            PluginEvent::Swapped { plugin, from, to, file, backends } => write!(
+            PluginEvent::Swapped { plugin, from, to, file, backends, paused } => write!(
                 f,
-                "swapped  {plugin} {from} -> {to} from {} (backends: {})",
+                "swapped  {plugin} {from} -> {to} from {} (backends: {}; ops held {paused:.1?})",
                 file.display(),
                 backends.join(", ")
             ),
@@ -123,7 +125,9 @@ impl PluginWatcher {
         &self.initial
     }
 
-    /// The next event (events since the watch started are kept, up to 1024).
+    /// The next event. Events are the changes after the first scan (whose
+    /// results are in [`initial_report`](Self::initial_report)); up to 1024
+    /// unread events are kept.
     pub async fn next_event(&mut self) -> Option<PluginEvent> {
         loop {
             match self.events.recv().await {
@@ -160,6 +164,8 @@ struct State {
     dir: PathBuf,
     files: HashMap<PathBuf, Known>,
     events: broadcast::Sender<PluginEvent>,
+    /// During the first scan results go to the initial report, not to events.
+    quiet: bool,
 }
 
 fn content_hash(path: &Path) -> std::io::Result<u64> {
@@ -171,6 +177,9 @@ fn content_hash(path: &Path) -> std::io::Result<u64> {
 
 impl State {
     fn emit(&self, event: PluginEvent) {
+        if self.quiet {
+            return;
+        }
         match &event {
             PluginEvent::Rejected { .. } => tracing::warn!(%event, "plugin event"),
             _ => tracing::info!(%event, "plugin event"),
@@ -187,21 +196,29 @@ impl State {
         if !loader::is_library_file(path) {
             return None;
         }
-        let hash = match content_hash(path) {
-            Ok(h) => h,
-            Err(e) => return Some(Err(reject(path, LoadFailure::Io(e.to_string())))),
+        // Hashing, copying and mapping a library is blocking file work: keep
+        // it off the runtime's workers (a blocked worker stalls the tasks
+        // queued on it, which would show up as slow storage operations).
+        let (dir, file) = (self.dir.clone(), path.to_path_buf());
+        let known = self.files.get(path).map(|k| k.hash);
+        let prepared = tokio::task::spawn_blocking(move || prepare(&dir, &file, known))
+            .await
+            .unwrap_or_else(|e| Prepared::Failed(None, reject(path, LoadFailure::InitFailed(format!("loader task failed: {e}")))));
+        let (hash, plugin) = match prepared {
+            Prepared::Unchanged => return None,
+            Prepared::Failed(hash, e) => {
+                if let Some(hash) = hash {
+                    let previous = self.files.insert(path.to_path_buf(), Known { hash, plugin: None });
+                    // Keep track of the plugin the file held, for a later removal.
+                    if let (Some(prev), Some(k)) = (previous, self.files.get_mut(path)) {
+                        k.plugin = prev.plugin;
+                    }
+                }
+                return Some(Err(e));
+            }
+            Prepared::Loaded(hash, plugin) => (hash, plugin),
         };
-        if self.files.get(path).is_some_and(|k| k.hash == hash) {
-            return None; // Same bytes as last time: nothing to do.
-        }
         let previous = self.files.insert(path.to_path_buf(), Known { hash, plugin: None });
-        if let Err(why) = check_file(&self.dir, path) {
-            return Some(Err(reject(path, LoadFailure::Untrusted(why))));
-        }
-        let plugin = match loader::load_plugin(path) {
-            Ok(p) => Arc::new(p) as Arc<dyn StoragePlugin>,
-            Err(e) => return Some(Err(e)),
-        };
         let info = PluginInfo::of(plugin.as_ref());
         // A file that now holds another plugin than before: the old one is gone.
         if let Some(old) = previous.and_then(|k| k.plugin) {
@@ -233,6 +250,7 @@ impl State {
                 from,
                 to: info.version.clone(),
                 file: path.to_path_buf(),
+                paused: outcomes.iter().map(|o| o.paused_for).max().unwrap_or_default(),
                 backends: outcomes.into_iter().map(|o| o.backend).collect(),
             });
         } else {
@@ -274,6 +292,30 @@ impl State {
     }
 }
 
+enum Prepared {
+    Unchanged,
+    Failed(Option<u64>, LoadError),
+    Loaded(u64, Arc<dyn StoragePlugin>),
+}
+
+/// The blocking part of a reload: hash, trust check, copy and load.
+fn prepare(dir: &Path, path: &Path, known: Option<u64>) -> Prepared {
+    let hash = match content_hash(path) {
+        Ok(h) => h,
+        Err(e) => return Prepared::Failed(None, reject(path, LoadFailure::Io(e.to_string()))),
+    };
+    if known == Some(hash) {
+        return Prepared::Unchanged; // Same bytes as last time: nothing to do.
+    }
+    if let Err(why) = check_file(dir, path) {
+        return Prepared::Failed(Some(hash), reject(path, LoadFailure::Untrusted(why)));
+    }
+    match loader::load_plugin(path) {
+        Ok(p) => Prepared::Loaded(hash, Arc::new(p)),
+        Err(e) => Prepared::Failed(Some(hash), e),
+    }
+}
+
 fn reject(path: &Path, reason: LoadFailure) -> LoadError {
     LoadError {
         path: path.to_path_buf(),
@@ -303,6 +345,7 @@ impl StorageManager {
             dir: canonical.clone(),
             files: HashMap::new(),
             events: sender.clone(),
+            quiet: true,
         };
 
         // Start watching before the first scan, so nothing dropped in between is missed.
@@ -330,15 +373,13 @@ impl StorageManager {
             match state.sync_file(&file).await {
                 Some(Ok(info)) => initial.loaded.push((file, info)),
                 Some(Err(error)) => {
-                    state.emit(PluginEvent::Rejected {
-                        file: file.clone(),
-                        reason: error.reason.to_string(),
-                    });
+                    tracing::warn!(%error, "plugin rejected");
                     initial.rejected.push(Rejection { path: file, error });
                 }
                 None => {}
             }
         }
+        state.quiet = false;
 
         let task = tokio::spawn(async move {
             while let Some(mut paths) = rx.recv().await {
