@@ -138,8 +138,13 @@ mod tests {
         assert_eq!(b.health(), Health::Open);
         // Pretend the cooldown passed.
         b.open_until_ms.store(1, SeqCst);
+        std::thread::sleep(Duration::from_millis(5));
         assert!(b.allow(), "first caller after the cooldown probes");
         assert!(!b.allow(), "only one probe at a time");
+        // A failed probe re-opens for longer.
+        b.on_unavailable();
+        assert_eq!(b.health(), Health::Open);
+        assert_eq!(b.cooldown(), Duration::from_secs(2));
         b.on_success();
         assert!(b.allow());
         assert_eq!(b.health(), Health::Healthy);

@@ -11,7 +11,6 @@ use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 
 use abi_stable::{
     prefix_type::WithMetadata,
@@ -22,7 +21,9 @@ use abi_stable::{
 use async_ffi::FutureExt as _;
 use futures_util::FutureExt as _;
 
-use crate::ffi::{BackendBox, FfiBackend, FfiBackend_TO, FfiResult, PluginMod, PluginModRef};
+use crate::ffi::{
+    BackendBox, FfiBackend, FfiBackend_TO, FfiBorrowed, FfiResult, PluginMod, PluginModRef,
+};
 use crate::{Backend, Error, Plugin};
 
 /// Renders a panic payload for an error message.
@@ -44,10 +45,10 @@ fn panicked(what: &str, payload: Box<dyn Any + Send>) -> Error {
 }
 
 /// Runs `fut` to completion across the boundary, catching panics from any poll.
-fn guarded<T, F>(what: &'static str, fut: F) -> FfiResult<T>
+fn guarded<'a, T, F>(what: &'static str, fut: F) -> FfiBorrowed<'a, T>
 where
-    T: Send + 'static,
-    F: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'a,
+    F: Future<Output = Result<T, Error>> + Send + 'a,
 {
     AssertUnwindSafe(fut)
         .catch_unwind()
@@ -66,41 +67,41 @@ fn parse_config<P: Plugin>(json: &str) -> Result<P::Config, Error> {
 }
 
 /// The author's backend, wrapped so it implements [`FfiBackend`].
-struct Exported<B>(Arc<B>);
+struct Exported<B>(B);
 
 impl<B: Backend> FfiBackend for Exported<B> {
-    fn get(&self, key: RString) -> FfiResult<ROption<RVec<u8>>> {
-        let b = Arc::clone(&self.0);
+    fn get(&self, key: RString) -> FfiBorrowed<'_, ROption<RVec<u8>>> {
+        let b = &self.0;
         guarded("get", async move {
             Ok(b.get(key.as_str()).await?.map(RVec::from).into())
         })
     }
 
-    fn put(&self, key: RString, value: RVec<u8>) -> FfiResult<()> {
-        let b = Arc::clone(&self.0);
+    fn put(&self, key: RString, value: RVec<u8>) -> FfiBorrowed<'_, ()> {
+        let b = &self.0;
         guarded("put", async move { b.put(key.as_str(), value.into_vec()).await })
     }
 
-    fn delete(&self, key: RString) -> FfiResult<()> {
-        let b = Arc::clone(&self.0);
+    fn delete(&self, key: RString) -> FfiBorrowed<'_, ()> {
+        let b = &self.0;
         guarded("delete", async move { b.delete(key.as_str()).await })
     }
 
-    fn list(&self, prefix: RString) -> FfiResult<RVec<RString>> {
-        let b = Arc::clone(&self.0);
+    fn list(&self, prefix: RString) -> FfiBorrowed<'_, RVec<RString>> {
+        let b = &self.0;
         guarded("list", async move {
             let keys = b.list(prefix.as_str()).await?;
             Ok(keys.into_iter().map(RString::from).collect())
         })
     }
 
-    fn shutdown(&self) -> FfiResult<()> {
-        let b = Arc::clone(&self.0);
+    fn shutdown(&self) -> FfiBorrowed<'_, ()> {
+        let b = &self.0;
         guarded("shutdown", async move { b.shutdown().await })
     }
 
-    fn export_state(&self) -> FfiResult<ROption<RVec<u8>>> {
-        let b = Arc::clone(&self.0);
+    fn export_state(&self) -> FfiBorrowed<'_, ROption<RVec<u8>>> {
+        let b = &self.0;
         guarded("export_state", async move {
             Ok(b.export_state().await?.map(RVec::from).into())
         })
@@ -108,7 +109,7 @@ impl<B: Backend> FfiBackend for Exported<B> {
 }
 
 fn boxed<B: Backend>(backend: B) -> BackendBox {
-    FfiBackend_TO::from_ptr(RBox::new(Exported(Arc::new(backend))), TD_Opaque)
+    FfiBackend_TO::from_ptr(RBox::new(Exported(backend)), TD_Opaque)
 }
 
 extern "C" fn validate_config<P: Plugin>(config: RStr<'_>) -> RResult<(), Error> {

@@ -18,36 +18,40 @@ use abi_stable::{
     sabi_types::VersionStrings,
     std_types::{RBox, ROption, RResult, RStr, RString, RVec},
 };
-use async_ffi::FfiFuture;
+use async_ffi::{BorrowingFfiFuture, FfiFuture};
 
 use crate::Error;
 
 /// A future returned across the boundary, resolving to a result.
 pub type FfiResult<T> = FfiFuture<RResult<T, Error>>;
 
+/// A future returned by a backend method: it borrows the backend, so a call
+/// costs no reference-count traffic (which two threads would contend on).
+pub type FfiBorrowed<'a, T> = BorrowingFfiFuture<'a, RResult<T, Error>>;
+
 /// A backend instance as seen through the boundary.
 ///
-/// Methods take owned `R*` values so that the returned futures are `'static`
-/// and can be moved between the host's worker threads.
+/// Methods take owned `R*` values; the returned futures borrow only the
+/// backend, and are `Send` so the host's worker threads can move them.
 #[sabi_trait]
 pub trait FfiBackend: Send + Sync {
     /// See [`Backend::get`](crate::Backend::get).
-    fn get(&self, key: RString) -> FfiResult<ROption<RVec<u8>>>;
+    fn get(&self, key: RString) -> FfiBorrowed<'_, ROption<RVec<u8>>>;
     /// See [`Backend::put`](crate::Backend::put).
-    fn put(&self, key: RString, value: RVec<u8>) -> FfiResult<()>;
+    fn put(&self, key: RString, value: RVec<u8>) -> FfiBorrowed<'_, ()>;
     /// See [`Backend::delete`](crate::Backend::delete).
-    fn delete(&self, key: RString) -> FfiResult<()>;
+    fn delete(&self, key: RString) -> FfiBorrowed<'_, ()>;
     /// See [`Backend::list`](crate::Backend::list).
-    fn list(&self, prefix: RString) -> FfiResult<RVec<RString>>;
+    fn list(&self, prefix: RString) -> FfiBorrowed<'_, RVec<RString>>;
     /// See [`Backend::shutdown`](crate::Backend::shutdown).
     #[sabi(last_prefix_field)]
-    fn shutdown(&self) -> FfiResult<()>;
+    fn shutdown(&self) -> FfiBorrowed<'_, ()>;
 
     // Methods below were added after the first version of the interface: they
     // have defaults, which is what a backend from an older plugin answers.
 
     /// See [`Backend::export_state`](crate::Backend::export_state).
-    fn export_state(&self) -> FfiResult<ROption<RVec<u8>>> {
+    fn export_state(&self) -> FfiBorrowed<'_, ROption<RVec<u8>>> {
         async_ffi::FutureExt::into_ffi(async { RResult::ROk(ROption::RNone) })
     }
 }

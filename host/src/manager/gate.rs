@@ -12,30 +12,41 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::metrics::{Padded, STRIPES, stripe};
+
 #[derive(Default)]
 pub(crate) struct Gate {
-    inflight: AtomicUsize,
+    /// Operations in flight, striped so that threads do not contend on one
+    /// cache line; an operation leaves through the stripe it entered by.
+    inflight: [Padded<AtomicUsize>; STRIPES],
     paused: AtomicBool,
     resumed: Notify,
 }
 
-pub(crate) struct Pass<'a>(&'a Gate);
+pub(crate) struct Pass<'a>(&'a AtomicUsize);
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, SeqCst);
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 
 impl Gate {
+    fn inflight(&self) -> usize {
+        self.inflight
+            .iter()
+            .fold(0usize, |n, c| n.wrapping_add(c.0.load(SeqCst)))
+    }
+
     /// Waits until operations are allowed, then counts this one in flight.
     pub(crate) async fn enter(&self) -> Pass<'_> {
+        let counter = &self.inflight[stripe()].0;
         loop {
-            self.inflight.fetch_add(1, SeqCst);
+            counter.fetch_add(1, SeqCst);
             if !self.paused.load(SeqCst) {
-                return Pass(self);
+                return Pass(counter);
             }
-            self.inflight.fetch_sub(1, SeqCst);
+            counter.fetch_sub(1, SeqCst);
             let resumed = self.resumed.notified();
             tokio::pin!(resumed);
             resumed.as_mut().enable();
@@ -48,7 +59,7 @@ impl Gate {
     /// Holds new operations and waits for those in flight to finish.
     pub(crate) async fn pause_and_drain(&self) {
         self.paused.store(true, SeqCst);
-        while self.inflight.load(SeqCst) != 0 {
+        while self.inflight() != 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

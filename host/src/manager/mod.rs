@@ -266,8 +266,9 @@ impl StorageManager {
     async fn execute(&self, req: Req<'_>) -> Result<Out, ManagerError> {
         let inner = &*self.inner;
         inner.metrics.operations.inc();
-        let backends = inner.backends.load_full();
-        let policy = inner.policy.load_full();
+        // Guards, not Arc clones: no shared reference count to contend on.
+        let backends = inner.backends.load();
+        let policy = inner.policy.load();
         let ctx = Ctx {
             backends: &backends,
             metrics: &inner.metrics,

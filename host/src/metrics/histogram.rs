@@ -3,39 +3,57 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use super::{Padded, STRIPES, stripe};
+
 /// Upper bounds of the buckets, in microseconds (the last bucket is +Inf).
 pub const BUCKET_BOUNDS_US: [u64; 20] = [
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
     250_000, 1_000_000, 5_000_000, 30_000_000,
 ];
 
-/// Records durations without locks.
 #[derive(Default)]
-pub(crate) struct Histogram {
+struct Stripe {
     buckets: [AtomicU64; BUCKET_BOUNDS_US.len() + 1],
     sum_ns: AtomicU64,
+}
+
+/// Records durations without locks, striped like [`Counter`](super::Counter).
+#[derive(Default)]
+pub(crate) struct Histogram {
+    stripes: [Padded<Stripe>; STRIPES],
 }
 
 impl Histogram {
     pub(crate) fn record(&self, d: Duration) {
         let us = d.as_micros() as u64;
         let i = BUCKET_BOUNDS_US.partition_point(|&b| b < us);
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        let s = &self.stripes[stripe()].0;
+        s.buckets[i].fetch_add(1, Relaxed);
+        s.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> LatencySnapshot {
+        let mut counts = vec![0; BUCKET_BOUNDS_US.len() + 1];
+        let mut sum = 0;
+        for s in &self.stripes {
+            for (c, b) in counts.iter_mut().zip(&s.0.buckets) {
+                *c += b.load(Relaxed);
+            }
+            sum += s.0.sum_ns.load(Relaxed);
+        }
         LatencySnapshot {
-            counts: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
-            sum: Duration::from_nanos(self.sum_ns.load(Relaxed)),
+            counts,
+            sum: Duration::from_nanos(sum),
         }
     }
 
     pub(crate) fn reset(&self) {
-        for b in &self.buckets {
-            b.store(0, Relaxed);
+        for s in &self.stripes {
+            for b in &s.0.buckets {
+                b.store(0, Relaxed);
+            }
+            s.0.sum_ns.store(0, Relaxed);
         }
-        self.sum_ns.store(0, Relaxed);
     }
 }
 

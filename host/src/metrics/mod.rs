@@ -11,21 +11,40 @@ use std::time::Duration;
 pub use histogram::{BUCKET_BOUNDS_US, LatencySnapshot};
 pub(crate) use histogram::Histogram;
 
-/// A counter on its own cache line, so that counters bumped by different
-/// threads do not slow each other down.
+/// Stripes per counter: threads bump different cache lines, so a counter
+/// shared by every operation does not serialize the cores on one line.
+pub(crate) const STRIPES: usize = 8;
+
+/// One cache line.
 #[derive(Default)]
 #[repr(align(128))]
-pub(crate) struct Counter(AtomicU64);
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// The stripe of the current thread (threads are spread round-robin).
+pub(crate) fn stripe() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
+
+/// A lock-free counter striped over cache lines.
+#[derive(Default)]
+pub(crate) struct Counter([Padded<AtomicU64>; STRIPES]);
 
 impl Counter {
     pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Relaxed);
+        self.0[stripe()].0.fetch_add(1, Relaxed);
     }
     pub(crate) fn get(&self) -> u64 {
-        self.0.load(Relaxed)
+        self.0.iter().map(|c| c.0.load(Relaxed)).sum()
     }
     pub(crate) fn reset(&self) {
-        self.0.store(0, Relaxed);
+        for c in &self.0 {
+            c.0.store(0, Relaxed);
+        }
     }
 }
 

@@ -1,7 +1,5 @@
 //! Try backends in order; move on when one is unavailable.
 
-use std::sync::Arc;
-
 use super::{Ctx, Out, Req};
 use crate::error::{BackendFailure, KeyRef, ManagerError};
 use crate::manager::slot::Slot;
@@ -9,10 +7,10 @@ use crate::manager::slot::Slot;
 /// Runs `req` on the first of `slots` that answers. A backend whose breaker
 /// is open is skipped, and tried only if every other one failed (so that
 /// when all are open, operations still try).
-pub(crate) async fn run(ctx: &Ctx<'_>, slots: &[Arc<Slot>], mut req: Req<'_>) -> Result<Out, ManagerError> {
+pub(crate) async fn run(ctx: &Ctx<'_>, slots: &[&Slot], mut req: Req<'_>) -> Result<Out, ManagerError> {
     let mut failures: Vec<BackendFailure> = Vec::new();
-    let mut deferred: Vec<&Arc<Slot>> = Vec::new();
-    for (i, slot) in slots.iter().enumerate() {
+    let mut deferred: Vec<&Slot> = Vec::new();
+    for (i, &slot) in slots.iter().enumerate() {
         if !slot.breaker.allow() {
             deferred.push(slot);
             continue;
@@ -36,7 +34,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, slots: &[Arc<Slot>], mut req: Req<'_>) ->
 /// One attempt: `Some(result)` ends the operation, `None` moves on.
 async fn attempt(
     ctx: &Ctx<'_>,
-    slot: &Arc<Slot>,
+    slot: &Slot,
     req: &mut Req<'_>,
     last: bool,
     failures: &mut Vec<BackendFailure>,

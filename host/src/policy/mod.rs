@@ -74,12 +74,12 @@ impl Backends {
     }
 
     /// The enabled backends among `names`, in that order; unknown names are errors.
-    fn enabled(&self, names: &[String]) -> Result<Vec<Arc<Slot>>, ManagerError> {
+    fn enabled(&self, names: &[String]) -> Result<Vec<&Slot>, ManagerError> {
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             let s = self.slot(n)?;
             if s.is_enabled() {
-                out.push(Arc::clone(s));
+                out.push(s.as_ref());
             }
         }
         if out.is_empty() {
@@ -143,12 +143,12 @@ pub(crate) async fn route(
 ) -> Result<Out, ManagerError> {
     match policy {
         None => {
-            let slots: Vec<Arc<Slot>> = ctx
+            let slots: Vec<&Slot> = ctx
                 .backends
                 .by_priority
                 .iter()
                 .filter(|s| s.is_enabled())
-                .cloned()
+                .map(|s| s.as_ref())
                 .collect();
             if slots.is_empty() {
                 return Err(ManagerError::NoBackends);
@@ -160,7 +160,7 @@ pub(crate) async fn route(
             if !slot.is_enabled() {
                 return Err(ManagerError::BackendDisabled(name.clone()));
             }
-            failover::run(ctx, std::slice::from_ref(slot), req).await
+            failover::run(ctx, &[slot.as_ref()], req).await
         }
         Some(StoragePolicy::FirstAvailable(names)) => {
             let slots = ctx.backends.enabled(names)?;

@@ -1,7 +1,5 @@
 //! Writes to every backend at once; reads from the first that answers.
 
-use std::sync::Arc;
-
 use futures_util::future::join_all;
 
 use super::{Ctx, Out, Req};
@@ -9,7 +7,7 @@ use crate::error::{BackendFailure, KeyRef, ManagerError};
 use crate::manager::slot::Slot;
 use crate::storage::StorageError;
 
-pub(crate) async fn run(ctx: &Ctx<'_>, slots: &[Arc<Slot>], req: Req<'_>) -> Result<Out, ManagerError> {
+pub(crate) async fn run(ctx: &Ctx<'_>, slots: &[&Slot], req: Req<'_>) -> Result<Out, ManagerError> {
     match req {
         Req::Put(..) | Req::Delete(_) => fan_out(ctx, slots, req).await,
         Req::Get(key) => {
@@ -60,7 +58,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, slots: &[Arc<Slot>], req: Req<'_>) -> Res
 /// Sends a put or delete to every backend concurrently: the latency is the
 /// slowest backend's, not the sum. A backend whose breaker is open is
 /// reported failed without waiting for it (unless all are open).
-async fn fan_out(ctx: &Ctx<'_>, slots: &[Arc<Slot>], mut req: Req<'_>) -> Result<Out, ManagerError> {
+async fn fan_out(ctx: &Ctx<'_>, slots: &[&Slot], mut req: Req<'_>) -> Result<Out, ManagerError> {
     // `allow` claims a probe when a cooldown is over, so ask each breaker once.
     let allowed: Vec<bool> = slots.iter().map(|s| s.breaker.allow()).collect();
     let all_open = !allowed.contains(&true);
