@@ -10,8 +10,11 @@ scripts/services.sh
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --all-features -- -D warnings
-echo "== cargo build (plugin libraries)"
-cargo build --workspace --all-features
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build (plugin libraries the tests load)"
+cargo build --workspace
 echo "== cargo test"
-cargo test --workspace --all-features
+cargo test --workspace
+# The seed's feature flags link the Supabase and Redis plugins into the host.
+echo "== cargo test (features storage-supabase, storage-redis)"
+cargo test -p p2p-ai-agents --features storage-supabase,storage-redis --test builtin_plugins

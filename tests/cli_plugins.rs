@@ -1,0 +1,58 @@
+//! `storage-host plugins inspect|list`: what users see, and exit codes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use storage_test_support::{TempDir, cargo_build, plugin_library, profile, target_dir, workspace_root};
+
+fn storage_host() -> PathBuf {
+    cargo_build(&workspace_root().join("Cargo.toml"), &["-p", "storage-host", "--bin", "storage-host"]);
+    target_dir().join(profile()).join(format!("storage-host{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(storage_host()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn inspect_prints_the_plugin_or_the_reason() {
+    let lib = plugin_library("storage-local-plugin", "storage_local_plugin");
+    let (ok, out, _) = run(&["plugins", "inspect", lib.to_str().unwrap()]);
+    assert!(ok);
+    assert!(out.contains("name:        local"), "{out}");
+    assert!(out.contains("plugin-api:  0.1.0"), "{out}");
+    assert!(out.contains("description: Local storage"), "{out}");
+
+    let bad = plugin_library("incompatible-layout-plugin", "incompatible_layout_plugin");
+    let (ok, _, err) = run(&["plugins", "inspect", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains(bad.to_str().unwrap()) && err.contains("incompatible plugin-api"), "{err}");
+    assert!(err.lines().count() <= 3, "one line by default: {err}");
+    let (ok, _, err) = run(&["--verbose", "plugins", "inspect", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.lines().count() > 50, "--verbose shows the full report");
+}
+
+#[test]
+fn list_reports_each_file() {
+    let dir = TempDir::new("cli-list");
+    std::fs::copy(
+        plugin_library("storage-local-plugin", "storage_local_plugin"),
+        dir.path().join("liblocal.so"),
+    )
+    .unwrap();
+    let (ok, out, _) = run(&["plugins", "list", dir.path().to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("liblocal.so") && out.contains("local 0.1.0"), "{out}");
+
+    std::fs::write(dir.path().join("broken.so"), b"garbage").unwrap();
+    let (ok, out, err) = run(&["plugins", "list", dir.path().to_str().unwrap()]);
+    assert!(!ok, "a rejected file makes the exit code non-zero");
+    assert!(out.contains("liblocal.so"), "{out}");
+    assert!(err.contains("broken.so") && err.contains("not a loadable library"), "{err}");
+}
