@@ -51,6 +51,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = manager.get("key").await?;
     println!("   get(\"key\") = {:?}", data.as_deref().map(String::from_utf8_lossy));
 
+    step("Durable local store: write, shut down, reopen, read back");
+    let data_dir = TempDir::new("storage-demo-data");
+    let durable = BackendConfig {
+        name: "durable".into(),
+        storage_config: StorageConfig::Local {
+            path: Some(data_dir.path().to_string_lossy().into_owned()),
+        },
+        enabled: true,
+        priority: 100,
+    };
+    manager.add_backend(durable.clone()).await?;
+    manager.set_policy(StoragePolicy::AlwaysUse("durable".into()));
+    manager.put("config:model", b"llama-3-8b".to_vec()).await?;
+    manager.remove_backend("durable").await?; // flushes and releases the store
+    manager.add_backend(durable).await?;
+    println!(
+        "   after reopening {}: config:model = {:?}",
+        data_dir.path().display(),
+        manager.get("config:model").await?.as_deref().map(String::from_utf8_lossy)
+    );
+    manager.remove_backend("durable").await?;
+    manager.clear_policy();
+
     step("Adding more backends: cache, primary, replica-a, replica-b");
     for (i, name) in ["cache", "primary", "replica-a", "replica-b"].iter().enumerate() {
         manager.add_backend(local(name, 2 + i as u32)).await?;
@@ -88,12 +111,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     step("RoundRobin [replica-a, replica-b]: reads alternate");
     manager.set_policy(StoragePolicy::RoundRobin(vec!["replica-a".into(), "replica-b".into()]));
-    manager.reset_metrics();
+    let before = manager.metrics().await;
     for _ in 0..10 {
         manager.get("doc:1").await?;
     }
-    let m = manager.metrics().await;
-    println!("   replica-a served {}, replica-b served {}", m.backend_operations["replica-a"], m.backend_operations["replica-b"]);
+    let after = manager.metrics().await;
+    let served = |b: &str| after.backend_operations[b] - before.backend_operations[b];
+    println!("   replica-a served {}, replica-b served {}", served("replica-a"), served("replica-b"));
 
     step("FirstAvailable [cache, primary] with cache disabled at runtime");
     manager.set_policy(StoragePolicy::FirstAvailable(vec!["cache".into(), "primary".into()]));
