@@ -105,5 +105,11 @@ impl std::fmt::Debug for StorageRegistry {
 
 fn builtin_plugins() -> Vec<Arc<dyn StoragePlugin>> {
     let builtin = |m| Arc::new(AbiPlugin::new(m, PluginSource::Builtin)) as Arc<dyn StoragePlugin>;
-    vec![builtin(storage_plugin_api::module_of::<storage_local::LocalPlugin>())]
+    #[allow(unused_mut)]
+    let mut v = vec![builtin(storage_plugin_api::module_of::<storage_local::LocalPlugin>())];
+    #[cfg(feature = "supabase")]
+    v.push(builtin(storage_plugin_api::module_of::<storage_supabase::SupabasePlugin>()));
+    #[cfg(feature = "redis")]
+    v.push(builtin(storage_plugin_api::module_of::<storage_redis::RedisPlugin>()));
+    v
 }
