@@ -31,7 +31,7 @@ pub mod storage {
     /// The storage trait every backend implements, and the local plugin.
     pub mod local {
         pub use storage_host::storage::{Storage, StorageError};
-        pub use storage_local::{LocalConfig, LocalPlugin};
+        pub use storage_local::{LocalConfig, LocalPlugin, MAX_KEY_LEN, MAX_VALUE_LEN};
     }
 
     /// The ABI-stable interface for plugins built out of tree.

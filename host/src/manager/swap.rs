@@ -79,10 +79,8 @@ impl StorageManager {
         // If no backend could move to the new version, new backends should
         // not be created with it either.
         let all_failed = !outcomes.is_empty() && outcomes.iter().all(|o| o.result.is_err());
-        if all_failed {
-            if let Some(old) = old {
-                self.registry_write().replace_plugin(old);
-            }
+        if all_failed && let Some(old) = old {
+            self.registry_write().replace_plugin(old);
         }
         outcomes
     }

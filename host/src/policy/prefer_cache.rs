@@ -36,30 +36,30 @@ pub(crate) async fn run(
                 }
             }
             let value = primary.get(key, t).await.map_err(|e| fail("get", key, e))?;
-            if let (Some(cache), Some(v)) = (cache, &value) {
-                if let Err(e) = cache.put(key, v.clone(), t).await {
-                    tracing::debug!(backend = %cache.name(), error = %e, "cache fill failed");
-                }
+            if let (Some(cache), Some(v)) = (cache, &value)
+                && let Err(e) = cache.put(key, v.clone(), t).await
+            {
+                tracing::debug!(backend = %cache.name(), error = %e, "cache fill failed");
             }
             Ok(Out::Value(value))
         }
         Req::Put(key, value) => {
             let for_cache = cache.map(|_| value.clone());
             primary.put(key, value, t).await.map_err(|e| fail("put", key, e))?;
-            if let (Some(cache), Some(v)) = (cache, for_cache) {
-                if let Err(e) = cache.put(key, v, t).await {
-                    // The cache may still hold the previous value: drop it.
-                    invalidate(cache, key, ctx, &e.to_string()).await;
-                }
+            if let (Some(cache), Some(v)) = (cache, for_cache)
+                && let Err(e) = cache.put(key, v, t).await
+            {
+                // The cache may still hold the previous value: drop it.
+                invalidate(cache, key, ctx, &e.to_string()).await;
             }
             Ok(Out::Done)
         }
         Req::Delete(key) => {
             primary.delete(key, t).await.map_err(|e| fail("delete", key, e))?;
-            if let Some(cache) = cache {
-                if let Err(e) = cache.delete(key, t).await {
-                    tracing::warn!(backend = %cache.name(), key = %KeyRef::new(key), error = %e, "cache delete failed; the cache may serve the deleted value until it expires");
-                }
+            if let Some(cache) = cache
+                && let Err(e) = cache.delete(key, t).await
+            {
+                tracing::warn!(backend = %cache.name(), key = %KeyRef::new(key), error = %e, "cache delete failed; the cache may serve the deleted value until it expires");
             }
             Ok(Out::Done)
         }

@@ -221,10 +221,10 @@ impl State {
         let previous = self.files.insert(path.to_path_buf(), Known { hash, plugin: None });
         let info = PluginInfo::of(plugin.as_ref());
         // A file that now holds another plugin than before: the old one is gone.
-        if let Some(old) = previous.and_then(|k| k.plugin) {
-            if old != info.name {
-                self.unregister(&old, path);
-            }
+        if let Some(old) = previous.and_then(|k| k.plugin)
+            && old != info.name
+        {
+            self.unregister(&old, path);
         }
         if let Some(current) = self.manager.get_plugin(&info.name) {
             let from = current.version().to_string();

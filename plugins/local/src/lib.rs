@@ -1,6 +1,11 @@
 //! The `local` storage plugin: an in-memory store, or (with a `path`) a
 //! durable store on disk.
 //!
+//! The durable store ([`DurableBackend`]) keeps `dir/local.redb` (redb),
+//! acknowledges a write only once it is fsync'd, shares commits between
+//! concurrent writers, and limits keys to [`MAX_KEY_LEN`] bytes and values to
+//! [`MAX_VALUE_LEN`] bytes. A directory serves one backend at a time.
+//!
 //! This crate holds the logic and is linked into the host as a built-in
 //! plugin; `cdylib/` beside it is the one-line crate that exports it as a
 //! loadable library.
@@ -9,10 +14,15 @@
 
 mod backend;
 mod config;
+mod durable;
 mod memory;
 
 pub use backend::LocalBackend;
 pub use config::LocalConfig;
+pub use durable::{
+    CACHE_SIZE, CommitStats, DurableBackend, DurableOptions, MAX_KEY_LEN, MAX_VALUE_LEN,
+    STORE_FILE_NAME,
+};
 pub use memory::MemoryBackend;
 
 use storage_plugin_api::{Error, Plugin};
@@ -36,7 +46,7 @@ impl Plugin for LocalPlugin {
     }
 
     async fn create(config: LocalConfig) -> Result<LocalBackend, Error> {
-        LocalBackend::open(&config)
+        LocalBackend::open(&config).await
     }
 
     async fn create_with_state(config: LocalConfig, state: Vec<u8>) -> Result<LocalBackend, Error> {
@@ -44,7 +54,7 @@ impl Plugin for LocalPlugin {
             // Only the in-memory store needs its contents carried over: a
             // durable store finds them on disk.
             None => Ok(LocalBackend::Memory(MemoryBackend::from_state(&state)?)),
-            Some(_) => LocalBackend::open(&config),
+            Some(_) => LocalBackend::open(&config).await,
         }
     }
 }

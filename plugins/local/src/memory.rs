@@ -37,7 +37,10 @@ impl MemoryBackend {
     /// The keys starting with `prefix`, in order.
     pub fn list(&self, prefix: &str) -> Vec<String> {
         self.read()
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, _)| k.clone())
             .collect()
@@ -70,7 +73,8 @@ impl MemoryBackend {
 
     /// Rebuilds a store from [`export_state`](Self::export_state) output.
     pub fn from_state(mut state: &[u8]) -> Result<Self, Error> {
-        let corrupt = || Error::other("local: the state handed over by the previous instance is corrupt");
+        let corrupt =
+            || Error::other("local: the state handed over by the previous instance is corrupt");
         let mut map = BTreeMap::new();
         while !state.is_empty() {
             let (len, rest) = state.split_first_chunk::<4>().ok_or_else(corrupt)?;
@@ -89,7 +93,9 @@ impl MemoryBackend {
             map.insert(key, value.to_vec());
             state = rest;
         }
-        Ok(MemoryBackend { map: RwLock::new(map) })
+        Ok(MemoryBackend {
+            map: RwLock::new(map),
+        })
     }
 
     // A panic while holding the lock cannot leave the map half-updated (every
