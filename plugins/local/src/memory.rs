@@ -1,16 +1,38 @@
-//! The in-memory store: an ordered map behind a reader-writer lock.
+//! The in-memory store: ordered maps behind reader-writer locks, sharded by
+//! key so that threads working on different keys do not contend on one lock.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use storage_plugin_api::Error;
+
+const SHARDS: usize = 16;
+
+type Map = BTreeMap<String, Vec<u8>>;
+
+/// One shard on its own cache line (its lock word is written on every access).
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(RwLock<Map>);
 
 /// An in-memory key-value store. Lost when the process exits; carried over a
 /// hot swap through [`export_state`](Self::export_state).
 #[derive(Default)]
 pub struct MemoryBackend {
-    // A BTreeMap keeps `list(prefix)` a range scan in key order.
-    map: RwLock<BTreeMap<String, Vec<u8>>>,
+    // BTreeMaps keep `list(prefix)` a range scan per shard, merged in order.
+    shards: [Shard; SHARDS],
+}
+
+/// FNV-1a: a few nanoseconds for a short key, and spreads keys well enough
+/// for picking a shard (this is not a defence against adversarial keys, which
+/// could only make one shard busier).
+fn shard_of(key: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h as usize) % SHARDS
 }
 
 impl MemoryBackend {
@@ -21,34 +43,40 @@ impl MemoryBackend {
 
     /// Reads `key`.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.read().get(key).cloned()
+        self.read(shard_of(key)).get(key).cloned()
     }
 
     /// Writes `key`.
     pub fn put(&self, key: &str, value: Vec<u8>) {
-        self.write().insert(key.to_owned(), value);
+        self.write(shard_of(key)).insert(key.to_owned(), value);
     }
 
     /// Removes `key` if present.
     pub fn delete(&self, key: &str) {
-        self.write().remove(key);
+        self.write(shard_of(key)).remove(key);
     }
 
     /// The keys starting with `prefix`, in order.
     pub fn list(&self, prefix: &str) -> Vec<String> {
-        self.read()
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k.clone())
-            .collect()
+        let mut keys = Vec::new();
+        for i in 0..SHARDS {
+            keys.extend(
+                self.read(i)
+                    .range::<str, _>((
+                        std::ops::Bound::Included(prefix),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        keys.sort_unstable();
+        keys
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.read().len()
+        (0..SHARDS).map(|i| self.read(i).len()).sum()
     }
 
     /// Whether the store is empty.
@@ -59,10 +87,14 @@ impl MemoryBackend {
     /// Serializes the whole store: a sequence of (u32 LE key length, key,
     /// u64 LE value length, value).
     pub fn export_state(&self) -> Vec<u8> {
-        let map = self.read();
-        let size: usize = map.iter().map(|(k, v)| 12 + k.len() + v.len()).sum();
+        let shards: Vec<_> = (0..SHARDS).map(|i| self.read(i)).collect();
+        let size: usize = shards
+            .iter()
+            .flat_map(|m| m.iter())
+            .map(|(k, v)| 12 + k.len() + v.len())
+            .sum();
         let mut out = Vec::with_capacity(size);
-        for (k, v) in map.iter() {
+        for (k, v) in shards.iter().flat_map(|m| m.iter()) {
             out.extend_from_slice(&(k.len() as u32).to_le_bytes());
             out.extend_from_slice(k.as_bytes());
             out.extend_from_slice(&(v.len() as u64).to_le_bytes());
@@ -75,7 +107,7 @@ impl MemoryBackend {
     pub fn from_state(mut state: &[u8]) -> Result<Self, Error> {
         let corrupt =
             || Error::other("local: the state handed over by the previous instance is corrupt");
-        let mut map = BTreeMap::new();
+        let store = MemoryBackend::new();
         while !state.is_empty() {
             let (len, rest) = state.split_first_chunk::<4>().ok_or_else(corrupt)?;
             let len = u32::from_le_bytes(*len) as usize;
@@ -83,29 +115,33 @@ impl MemoryBackend {
                 return Err(corrupt());
             }
             let (key, rest) = rest.split_at(len);
-            let key = std::str::from_utf8(key).map_err(|_| corrupt())?.to_owned();
+            let key = std::str::from_utf8(key).map_err(|_| corrupt())?;
             let (len, rest) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
             let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| corrupt())?;
             if rest.len() < len {
                 return Err(corrupt());
             }
             let (value, rest) = rest.split_at(len);
-            map.insert(key, value.to_vec());
+            store.put(key, value.to_vec());
             state = rest;
         }
-        Ok(MemoryBackend {
-            map: RwLock::new(map),
-        })
+        Ok(store)
     }
 
-    // A panic while holding the lock cannot leave the map half-updated (every
+    // A panic while holding a lock cannot leave a map half-updated (every
     // critical section is a single map call), so a poisoned lock is still good.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Vec<u8>>> {
-        self.map.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Map> {
+        self.shards[shard]
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Vec<u8>>> {
-        self.map.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Map> {
+        self.shards[shard]
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
