@@ -20,7 +20,7 @@ struct Shard(RwLock<Map>);
 #[derive(Default)]
 pub struct MemoryBackend {
     // BTreeMaps keep `list(prefix)` a range scan per shard, merged in order.
-    shards: [Shard; SHARDS],
+    shards: Box<[Shard; SHARDS]>,
 }
 
 /// FNV-1a: a few nanoseconds for a short key, and spreads keys well enough
