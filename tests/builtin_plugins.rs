@@ -20,3 +20,38 @@ fn new_offers_the_plugins_of_the_enabled_features() {
         assert!(!p.description.is_empty() && !p.version.is_empty());
     }
 }
+
+/// The seed's "Using Supabase" snippet with the built-in plugin, against the
+/// local Supabase REST API (`scripts/supabase-local.sh`).
+#[cfg(feature = "storage-supabase")]
+#[tokio::test]
+async fn seed_using_supabase_runs_against_the_local_stack() -> Result<(), Box<dyn std::error::Error>> {
+    use p2p_ai_agents::storage::{BackendConfig, StorageConfig};
+    use storage_test_support::supabase;
+
+    let manager = StorageManager::new();
+    #[cfg(feature = "storage-supabase")]
+    {
+        let supabase_config = BackendConfig {
+            name: "supabase".to_string(),
+            storage_config: StorageConfig::Supabase {
+                url: supabase::url(),
+                anon_key: supabase::anon_key(),
+                service_role_key: Some(supabase::service_key()),
+                schema: "public".to_string(),
+                table_name: "storage".to_string(),
+                timeout: 30,
+                max_retries: 3,
+            },
+            enabled: true,
+            priority: 2,
+        };
+        manager.add_backend(supabase_config).await?;
+    }
+    let key = format!("seed-feature/{}", std::process::id());
+    manager.put(&key, b"from the seed".to_vec()).await?;
+    assert_eq!(manager.get(&key).await?, Some(b"from the seed".to_vec()));
+    manager.delete(&key).await?;
+    assert_eq!(manager.get(&key).await?, None);
+    Ok(())
+}

@@ -22,13 +22,23 @@ pub fn workspace_root() -> PathBuf {
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_relative() { workspace_root().join(p) } else { p })
+        .map(|p| {
+            if p.is_relative() {
+                workspace_root().join(p)
+            } else {
+                p
+            }
+        })
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Whether this test binary was built in release mode.
 pub fn profile() -> &'static str {
-    if cfg!(debug_assertions) { "debug" } else { "release" }
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
 }
 
 /// The file name of the dynamic library of crate `lib_name` on this platform.
@@ -47,12 +57,18 @@ pub fn plugin_library(package: &str, lib_name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    let path = target_dir().join(profile()).join(library_file_name(lib_name));
+    let path = target_dir()
+        .join(profile())
+        .join(library_file_name(lib_name));
     if !built.iter().any(|p| p == package) {
         cargo_build(&workspace_root().join("Cargo.toml"), &["-p", package]);
         built.push(package.to_string());
     }
-    assert!(path.is_file(), "building {package} did not produce {}", path.display());
+    assert!(
+        path.is_file(),
+        "building {package} did not produce {}",
+        path.display()
+    );
     path
 }
 
@@ -106,5 +122,69 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The local Supabase stack `scripts/supabase-local.sh` runs: where it is,
+/// and keys signed with its JWT secret like Supabase's anon and service_role keys.
+pub mod supabase {
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    /// The JWT secret the script configures PostgREST with (a test secret).
+    pub const JWT_SECRET: &str = "storage-host-local-test-jwt-secret-0123456789";
+    /// The gateway of the `main` PostgREST instance.
+    pub const GATEWAY: &str = "127.0.0.1:54321";
+
+    /// `http://` + `addr`, after checking something listens there; fails the
+    /// test with what to do otherwise.
+    pub fn require(addr: &str) -> String {
+        let sock: SocketAddr = addr.parse().expect("a socket address");
+        if let Err(e) = TcpStream::connect_timeout(&sock, Duration::from_secs(2)) {
+            panic!(
+                "the local Supabase REST gateway is not reachable at {addr} ({e}); start it with `scripts/supabase-local.sh` (PostgreSQL + PostgREST 12.0.2 + nginx) and run the tests again"
+            );
+        }
+        format!("http://{addr}")
+    }
+
+    /// The URL of the main gateway, checked.
+    pub fn url() -> String {
+        require(GATEWAY)
+    }
+
+    /// An HS256 JWT for `role`, signed with `secret`, expiring `ttl_secs` from
+    /// now (negative: already expired).
+    pub fn sign_jwt(secret: &str, role: &str, ttl_secs: i64) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as i64;
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"iss":"supabase-local","role":"{role}","iat":{},"exp":{}}}"#,
+            now.min(now + ttl_secs),
+            now + ttl_secs
+        ));
+        let signing_input = format!("{header}.{claims}");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(signing_input.as_bytes());
+        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{signing_input}.{signature}")
+    }
+
+    /// A valid anon key for the local stack.
+    pub fn anon_key() -> String {
+        sign_jwt(JWT_SECRET, "anon", 3600)
+    }
+
+    /// A valid service_role key for the local stack.
+    pub fn service_key() -> String {
+        sign_jwt(JWT_SECRET, "service_role", 3600)
     }
 }

@@ -6,14 +6,9 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use storage_host::plugin::AbiPlugin;
 use storage_host::{
     BackendConfig, ManagerError, PluginSource, StorageConfig, StorageError, StorageManager,
@@ -21,61 +16,15 @@ use storage_host::{
 };
 use storage_supabase::SupabasePlugin;
 
-/// The JWT secret `scripts/supabase-local.sh` configures PostgREST with.
-pub const JWT_SECRET: &str = "storage-host-local-test-jwt-secret-0123456789";
-/// The gateway of the `main` PostgREST instance.
-pub const GATEWAY: &str = "127.0.0.1:54321";
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use storage_test_support::supabase::{
+    GATEWAY, JWT_SECRET, anon_key, require, service_key, sign_jwt, url,
+};
+
 /// The gateway of the `outage` instance, which only the outage test stops.
 pub const OUTAGE_GATEWAY: &str = "127.0.0.1:54323";
 /// The non-public schema the script creates and exposes.
 pub const ALT_SCHEMA: &str = "storage_alt";
-
-/// `http://` + `addr`, after checking something listens there; fails the
-/// test with what to do otherwise.
-pub fn require(addr: &str) -> String {
-    let sock: SocketAddr = addr.parse().unwrap();
-    if let Err(e) = TcpStream::connect_timeout(&sock, Duration::from_secs(2)) {
-        panic!(
-            "the local Supabase REST gateway is not reachable at {addr} ({e}); start it with `scripts/supabase-local.sh` (PostgreSQL + PostgREST 12.0.2 + nginx) and run the tests again"
-        );
-    }
-    format!("http://{addr}")
-}
-
-/// The URL of the main gateway, checked.
-pub fn url() -> String {
-    require(GATEWAY)
-}
-
-/// An HS256 JWT for `role`, signed with `secret`, expiring `ttl_secs` from now
-/// (negative: already expired), like Supabase's anon and service_role keys.
-pub fn sign_jwt(secret: &str, role: &str, ttl_secs: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = URL_SAFE_NO_PAD.encode(format!(
-        r#"{{"iss":"supabase-local","role":"{role}","iat":{},"exp":{}}}"#,
-        now.min(now + ttl_secs),
-        now + ttl_secs
-    ));
-    let signing_input = format!("{header}.{claims}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(signing_input.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{signing_input}.{signature}")
-}
-
-/// A valid anon key for the local stack.
-pub fn anon_key() -> String {
-    sign_jwt(JWT_SECRET, "anon", 3600)
-}
-
-/// A valid service_role key for the local stack.
-pub fn service_key() -> String {
-    sign_jwt(JWT_SECRET, "service_role", 3600)
-}
 
 /// A `StorageConfig::Supabase` as users write it.
 pub fn config(url: &str, anon_key: String, service_role_key: Option<String>) -> StorageConfig {
