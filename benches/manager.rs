@@ -39,7 +39,10 @@ impl StoragePlugin for NativeLocal {
     fn description(&self) -> &'static str {
         "local memory store, native trait"
     }
-    async fn create(&self, _: &StorageConfig) -> Result<Box<dyn Storage + Send + Sync>, PluginError> {
+    async fn create(
+        &self,
+        _: &StorageConfig,
+    ) -> Result<Box<dyn Storage + Send + Sync>, PluginError> {
         Ok(Box::new(NativeStore(MemoryBackend::new())))
     }
     fn validate_config(&self, _: &StorageConfig) -> Result<(), PluginError> {
@@ -74,7 +77,10 @@ async fn manager_for(kind: &str) -> StorageManager {
     let mut registry = StorageRegistry::new();
     let storage_config = match kind {
         "dylib" => {
-            let lib = storage_test_support::plugin_library("storage-local-plugin", "storage_local_plugin");
+            let lib = storage_test_support::plugin_library(
+                "storage-local-plugin",
+                "storage_local_plugin",
+            );
             registry.load_plugin(lib).unwrap();
             StorageConfig::Local { path: None }
         }
@@ -115,7 +121,8 @@ fn get_put(c: &mut Criterion) {
     for kind in ["dylib", "linked", "native"] {
         let m = rt.block_on(manager_for(kind));
         g.bench_function(format!("get/{kind}"), |b| {
-            b.to_async(&rt).iter(|| async { m.get("key-00042").await.unwrap() })
+            b.to_async(&rt)
+                .iter(|| async { m.get("key-00042").await.unwrap() })
         });
         g.bench_function(format!("put/{kind}"), |b| {
             b.to_async(&rt)
@@ -123,12 +130,18 @@ fn get_put(c: &mut Criterion) {
         });
     }
     let map: RwLock<HashMap<String, Vec<u8>>> = RwLock::new(HashMap::new());
-    map.write().unwrap().insert("key-00042".into(), VALUE.to_vec());
+    map.write()
+        .unwrap()
+        .insert("key-00042".into(), VALUE.to_vec());
     g.bench_function("get/bare_rwlock_hashmap", |b| {
         b.iter(|| map.read().unwrap().get("key-00042").cloned())
     });
     g.bench_function("put/bare_rwlock_hashmap", |b| {
-        b.iter(|| map.write().unwrap().insert("key-00042".to_string(), VALUE.to_vec()))
+        b.iter(|| {
+            map.write()
+                .unwrap()
+                .insert("key-00042".to_string(), VALUE.to_vec())
+        })
     });
     g.finish();
 }
@@ -177,7 +190,10 @@ fn fan_out(c: &mut Criterion) {
     let rt = runtime(2);
     let mut registry = StorageRegistry::new();
     registry
-        .register_arc(Arc::new(AbiPlugin::new(module_of::<FaultyPlugin>(), PluginSource::Builtin)))
+        .register_arc(Arc::new(AbiPlugin::new(
+            module_of::<FaultyPlugin>(),
+            PluginSource::Builtin,
+        )))
         .unwrap();
     let m = StorageManager::with_registry(registry);
     let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
@@ -202,7 +218,8 @@ fn fan_out(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     g.bench_function("fan_out", |b| {
         m.set_policy(StoragePolicy::Redundant(names.clone()));
-        b.to_async(&rt).iter(|| async { m.put("k", VALUE.to_vec()).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { m.put("k", VALUE.to_vec()).await.unwrap() })
     });
     g.bench_function("sequential", |b| {
         b.to_async(&rt).iter(|| async {
@@ -214,7 +231,8 @@ fn fan_out(c: &mut Criterion) {
     });
     g.bench_function("single_backend", |b| {
         m.set_policy(StoragePolicy::AlwaysUse("a".into()));
-        b.to_async(&rt).iter(|| async { m.put("k", VALUE.to_vec()).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { m.put("k", VALUE.to_vec()).await.unwrap() })
     });
     g.finish();
 }

@@ -33,7 +33,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let local_lib = plugin_library("storage-local-plugin", "storage_local_plugin");
     let local_v2_lib = plugin_library("local-v2-plugin", "local_v2_plugin");
-    println!("   built in {:.1?}: {}", started.elapsed(), local_lib.display());
+    println!(
+        "   built in {:.1?}: {}",
+        started.elapsed(),
+        local_lib.display()
+    );
 
     // A plugins directory, as a deployment would have.
     let plugins = TempDir::new("storage-demo-plugins");
@@ -42,14 +46,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     step("Discovering plugins (no plugin is linked in: everything comes from the directory)");
     let manager = StorageManager::with_registry(StorageRegistry::new());
-    let mut watcher = manager.watch_plugins(plugins.path(), WatchOptions::default()).await?;
+    let mut watcher = manager
+        .watch_plugins(plugins.path(), WatchOptions::default())
+        .await?;
     print!("{}", watcher.initial_report());
 
     step("Quick Start: put and get through the dynamically loaded `local` plugin");
     manager.add_backend(local("local", 1)).await?;
     manager.put("key", b"value".to_vec()).await?;
     let data = manager.get("key").await?;
-    println!("   get(\"key\") = {:?}", data.as_deref().map(String::from_utf8_lossy));
+    println!(
+        "   get(\"key\") = {:?}",
+        data.as_deref().map(String::from_utf8_lossy)
+    );
 
     step("Durable local store: write, shut down, reopen, read back");
     let data_dir = TempDir::new("storage-demo-data");
@@ -69,13 +78,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "   after reopening {}: config:model = {:?}",
         data_dir.path().display(),
-        manager.get("config:model").await?.as_deref().map(String::from_utf8_lossy)
+        manager
+            .get("config:model")
+            .await?
+            .as_deref()
+            .map(String::from_utf8_lossy)
     );
     manager.remove_backend("durable").await?;
     manager.clear_policy();
 
     step("Adding more backends: cache, primary, replica-a, replica-b");
-    for (i, name) in ["cache", "primary", "replica-a", "replica-b"].iter().enumerate() {
+    for (i, name) in ["cache", "primary", "replica-a", "replica-b"]
+        .iter()
+        .enumerate()
+    {
         manager.add_backend(local(name, 2 + i as u32)).await?;
     }
     for b in manager.list_backends() {
@@ -88,7 +104,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     step("AlwaysUse(primary)");
     manager.set_policy(StoragePolicy::AlwaysUse("primary".into()));
     manager.put("user:1", b"alice".to_vec()).await?;
-    println!("   put user:1 -> primary; keys on primary: {:?}", manager.list("user:").await?);
+    println!(
+        "   put user:1 -> primary; keys on primary: {:?}",
+        manager.list("user:").await?
+    );
 
     step("PreferCache { cache, primary }: first read misses and fills, second hits");
     manager.set_policy(StoragePolicy::PreferCache {
@@ -99,33 +118,57 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         manager.get("user:1").await?;
     }
     let m = manager.metrics().await;
-    println!("   cache hits {} misses {} (hit rate {:.0}%)", m.cache_hits, m.cache_misses, m.cache_hit_rate() * 100.0);
+    println!(
+        "   cache hits {} misses {} (hit rate {:.0}%)",
+        m.cache_hits,
+        m.cache_misses,
+        m.cache_hit_rate() * 100.0
+    );
 
     step("Redundant [replica-a, replica-b]: one put lands on both");
-    manager.set_policy(StoragePolicy::Redundant(vec!["replica-a".into(), "replica-b".into()]));
+    manager.set_policy(StoragePolicy::Redundant(vec![
+        "replica-a".into(),
+        "replica-b".into(),
+    ]));
     manager.put("doc:1", b"replicated".to_vec()).await?;
     for r in ["replica-a", "replica-b"] {
         manager.set_policy(StoragePolicy::AlwaysUse(r.into()));
-        println!("   {r} has doc:1 = {:?}", manager.get("doc:1").await?.is_some());
+        println!(
+            "   {r} has doc:1 = {:?}",
+            manager.get("doc:1").await?.is_some()
+        );
     }
 
     step("RoundRobin [replica-a, replica-b]: reads alternate");
-    manager.set_policy(StoragePolicy::RoundRobin(vec!["replica-a".into(), "replica-b".into()]));
+    manager.set_policy(StoragePolicy::RoundRobin(vec![
+        "replica-a".into(),
+        "replica-b".into(),
+    ]));
     let before = manager.metrics().await;
     for _ in 0..10 {
         manager.get("doc:1").await?;
     }
     let after = manager.metrics().await;
     let served = |b: &str| after.backend_operations[b] - before.backend_operations[b];
-    println!("   replica-a served {}, replica-b served {}", served("replica-a"), served("replica-b"));
+    println!(
+        "   replica-a served {}, replica-b served {}",
+        served("replica-a"),
+        served("replica-b")
+    );
 
     step("FirstAvailable [cache, primary] with cache disabled at runtime");
-    manager.set_policy(StoragePolicy::FirstAvailable(vec!["cache".into(), "primary".into()]));
+    manager.set_policy(StoragePolicy::FirstAvailable(vec![
+        "cache".into(),
+        "primary".into(),
+    ]));
     manager.set_backend_enabled("cache", false)?;
     manager.put("note", b"went to primary".to_vec()).await?;
     manager.set_backend_enabled("cache", true)?;
     manager.set_policy(StoragePolicy::AlwaysUse("primary".into()));
-    println!("   primary has note = {:?}", manager.get("note").await?.is_some());
+    println!(
+        "   primary has note = {:?}",
+        manager.get("note").await?.is_some()
+    );
 
     step("Hot swap: a new build of `local` is copied over the plugin file while a writer runs");
     manager.clear_policy();
@@ -151,8 +194,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::rename(&tmp, &plugin_file)?;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), watcher.next_event()).await {
-            Ok(Some(PluginEvent::Swapped { plugin, from, to, .. })) => {
-                println!("   swapped {plugin} {from} -> {to} in {:.0?}", swap_started.elapsed());
+            Ok(Some(PluginEvent::Swapped {
+                plugin, from, to, ..
+            })) => {
+                println!(
+                    "   swapped {plugin} {from} -> {to} in {:.0?}",
+                    swap_started.elapsed()
+                );
                 break;
             }
             Ok(Some(other)) => println!("   event: {other}"),
@@ -169,13 +217,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("   acknowledged writes missing after the swap: {missing}");
     for b in manager.list_backends() {
-        println!("   {:<10} now runs {} {}", b.name, b.plugin, b.plugin_version);
+        println!(
+            "   {:<10} now runs {} {}",
+            b.name, b.plugin, b.plugin_version
+        );
     }
 
     step("Metrics");
     let m = manager.metrics().await;
-    println!("   operations {}  errors {}  success {:.1}%  cache hit rate {:.1}%", m.operations, m.errors, m.success_rate() * 100.0, m.cache_hit_rate() * 100.0);
-    println!("   {:<10} {:>8} {:>7} {:>10} {:>10}", "backend", "ops", "errors", "mean", "p99<=");
+    println!(
+        "   operations {}  errors {}  success {:.1}%  cache hit rate {:.1}%",
+        m.operations,
+        m.errors,
+        m.success_rate() * 100.0,
+        m.cache_hit_rate() * 100.0
+    );
+    println!(
+        "   {:<10} {:>8} {:>7} {:>10} {:>10}",
+        "backend", "ops", "errors", "mean", "p99<="
+    );
     let mut names: Vec<_> = m.backend_operations.keys().cloned().collect();
     names.sort();
     for n in names {

@@ -23,12 +23,16 @@
 # test that stops PostgREST, so stopping it never disturbs tests running in
 # parallel against `main`.
 #
-# Everything it installs or writes lives in .services/supabase/ (git-ignored),
-# except nginx, which comes from Debian's packages when it is missing.
+# Everything it installs or writes lives in /var/tmp/storage-host-supabase/
+# (or $SUPABASE_LOCAL_DIR), shared by every checkout on the machine, except
+# nginx, which comes from Debian's packages when it is missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DIR="$ROOT/.services/supabase"
+# One stack per machine, whichever checkout starts it: the ports are fixed, so
+# a second checkout (a CI clone beside a working tree) must find and reuse the
+# running stack rather than start a second one that cannot bind.
+DIR="${SUPABASE_LOCAL_DIR:-/var/tmp/storage-host-supabase}"
 
 PG_HOST=127.0.0.1
 PG_PORT=5432

@@ -25,7 +25,8 @@ fn new_offers_the_plugins_of_the_enabled_features() {
 /// local Supabase REST API (`scripts/supabase-local.sh`).
 #[cfg(feature = "storage-supabase")]
 #[tokio::test]
-async fn seed_using_supabase_runs_against_the_local_stack() -> Result<(), Box<dyn std::error::Error>> {
+async fn seed_using_supabase_runs_against_the_local_stack() -> Result<(), Box<dyn std::error::Error>>
+{
     use p2p_ai_agents::storage::{BackendConfig, StorageConfig};
     use storage_test_support::supabase;
 

@@ -3,11 +3,18 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use storage_test_support::{TempDir, cargo_build, plugin_library, profile, target_dir, workspace_root};
+use storage_test_support::{
+    TempDir, cargo_build, plugin_library, profile, target_dir, workspace_root,
+};
 
 fn storage_host() -> PathBuf {
-    cargo_build(&workspace_root().join("Cargo.toml"), &["-p", "storage-host", "--bin", "storage-host"]);
-    target_dir().join(profile()).join(format!("storage-host{}", std::env::consts::EXE_SUFFIX))
+    cargo_build(
+        &workspace_root().join("Cargo.toml"),
+        &["-p", "storage-host", "--bin", "storage-host"],
+    );
+    target_dir()
+        .join(profile())
+        .join(format!("storage-host{}", std::env::consts::EXE_SUFFIX))
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {
@@ -31,7 +38,10 @@ fn inspect_prints_the_plugin_or_the_reason() {
     let bad = plugin_library("incompatible-layout-plugin", "incompatible_layout_plugin");
     let (ok, _, err) = run(&["plugins", "inspect", bad.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains(bad.to_str().unwrap()) && err.contains("incompatible plugin-api"), "{err}");
+    assert!(
+        err.contains(bad.to_str().unwrap()) && err.contains("incompatible plugin-api"),
+        "{err}"
+    );
     assert!(err.lines().count() <= 3, "one line by default: {err}");
     let (ok, _, err) = run(&["--verbose", "plugins", "inspect", bad.to_str().unwrap()]);
     assert!(!ok);
@@ -48,11 +58,17 @@ fn list_reports_each_file() {
     .unwrap();
     let (ok, out, _) = run(&["plugins", "list", dir.path().to_str().unwrap()]);
     assert!(ok, "{out}");
-    assert!(out.contains("liblocal.so") && out.contains("local 0.1.0"), "{out}");
+    assert!(
+        out.contains("liblocal.so") && out.contains("local 0.1.0"),
+        "{out}"
+    );
 
     std::fs::write(dir.path().join("broken.so"), b"garbage").unwrap();
     let (ok, out, err) = run(&["plugins", "list", dir.path().to_str().unwrap()]);
     assert!(!ok, "a rejected file makes the exit code non-zero");
     assert!(out.contains("liblocal.so"), "{out}");
-    assert!(err.contains("broken.so") && err.contains("not a loadable library"), "{err}");
+    assert!(
+        err.contains("broken.so") && err.contains("not a loadable library"),
+        "{err}"
+    );
 }

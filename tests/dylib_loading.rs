@@ -53,11 +53,17 @@ async fn local_plugin_from_its_library_serves_through_the_manager() {
     let manager = empty_manager();
     let info = manager.load_plugin(local_so()).unwrap();
     assert_eq!(info.name, "local");
-    assert_eq!(info.api_version.as_deref(), Some(p2p_ai_agents::storage::plugin_api::API_VERSION));
+    assert_eq!(
+        info.api_version.as_deref(),
+        Some(p2p_ai_agents::storage::plugin_api::API_VERSION)
+    );
     assert!(matches!(info.source, PluginSource::Library { .. }));
     assert_local_works(&manager).await;
     let b = &manager.list_backends()[0];
-    assert_eq!((b.plugin.as_str(), b.plugin_version.as_str()), ("local", "0.1.0"));
+    assert_eq!(
+        (b.plugin.as_str(), b.plugin_version.as_str()),
+        ("local", "0.1.0")
+    );
 }
 
 #[tokio::test]
@@ -104,7 +110,9 @@ fn rejection(path: &Path) -> LoadFailure {
 async fn random_bytes_named_so_is_rejected() {
     let dir = TempDir::new("dylib-random");
     let path = dir.path().join("x.so");
-    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&path, bytes).unwrap();
     let reason = rejection(&path);
     assert!(matches!(reason, LoadFailure::NotALibrary(_)), "{reason}");
@@ -123,7 +131,10 @@ async fn incompatible_layout_is_rejected_with_one_line() {
     let path = plugin_library("incompatible-layout-plugin", "incompatible_layout_plugin");
     match rejection(&path) {
         LoadFailure::LayoutMismatch { summary, report } => {
-            assert_eq!(summary, "mismatched type: expected PluginMod, found OtherMod");
+            assert_eq!(
+                summary,
+                "mismatched type: expected PluginMod, found OtherMod"
+            );
             assert!(report.lines().count() > 50, "the full report is kept");
         }
         other => panic!("unexpected {other}"),
@@ -152,13 +163,19 @@ async fn panicking_create_is_an_error_and_the_host_goes_on() {
     let err = manager
         .add_backend(backend(
             "f",
-            custom("faulty", json!({"name": "dylib-create", "panic_on_create": true})),
+            custom(
+                "faulty",
+                json!({"name": "dylib-create", "panic_on_create": true}),
+            ),
         ))
         .await
         .unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(err, ManagerError::Plugin(PluginError::InitializationFailed(..))),
+        matches!(
+            err,
+            ManagerError::Plugin(PluginError::InitializationFailed(..))
+        ),
         "{msg}"
     );
     assert!(msg.contains("panicked") && msg.contains("create"), "{msg}");
@@ -197,7 +214,10 @@ async fn bad_config_is_refused_by_the_plugin_with_the_field() {
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ManagerError::Plugin(PluginError::InvalidConfig(..))), "{msg}");
+    assert!(
+        matches!(err, ManagerError::Plugin(PluginError::InvalidConfig(..))),
+        "{msg}"
+    );
     assert!(msg.contains("paht"), "names the unknown field: {msg}");
 }
 
@@ -221,7 +241,11 @@ async fn a_directory_with_good_and_bad_files_loads_the_good_ones() {
     )
     .unwrap();
     std::fs::write(dir.path().join("x.so"), b"not a library").unwrap();
-    std::fs::write(dir.path().join("README.txt"), b"ignored: not a library name").unwrap();
+    std::fs::write(
+        dir.path().join("README.txt"),
+        b"ignored: not a library name",
+    )
+    .unwrap();
 
     let manager = empty_manager();
     let report = manager.load_plugins_dir(dir.path()).unwrap();
@@ -240,11 +264,19 @@ async fn a_directory_with_good_and_bad_files_loads_the_good_ones() {
         .collect();
     rejected.sort();
     assert_eq!(rejected.len(), 3, "{rejected:?}");
-    assert!(rejected[0].0 == "libincompatible.so" && rejected[0].1.contains("incompatible plugin-api"));
-    assert!(rejected[1].0 == "libno_root_plugin.so" && rejected[1].1.contains("no abi_stable root module"));
+    assert!(
+        rejected[0].0 == "libincompatible.so" && rejected[0].1.contains("incompatible plugin-api")
+    );
+    assert!(
+        rejected[1].0 == "libno_root_plugin.so"
+            && rejected[1].1.contains("no abi_stable root module")
+    );
     assert!(rejected[2].0 == "x.so" && rejected[2].1.contains("not a loadable library"));
     let text = report.to_string();
-    assert!(text.contains("rejected") && text.contains("loaded"), "{text}");
+    assert!(
+        text.contains("rejected") && text.contains("loaded"),
+        "{text}"
+    );
 
     assert_local_works(&manager).await;
     manager.set_policy(StoragePolicy::AlwaysUse("mem".into()));
@@ -277,7 +309,11 @@ async fn the_template_builds_out_of_tree_and_serves() {
     assert!(manifest.contains(&*api.to_string_lossy()));
     std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
     // Same dependency versions as the host, so the build reuses its artifacts.
-    std::fs::copy(workspace_root().join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
+    std::fs::copy(
+        workspace_root().join("Cargo.lock"),
+        dir.path().join("Cargo.lock"),
+    )
+    .unwrap();
     storage_test_support::cargo_build(&dir.path().join("Cargo.toml"), &[]);
     let lib = storage_test_support::target_dir()
         .join(storage_test_support::profile())
@@ -299,5 +335,8 @@ async fn the_template_builds_out_of_tree_and_serves() {
         .add_backend(backend("t0", custom("template", json!({"max_entries": 0}))))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("max_entries must be at least 1"), "{err}");
+    assert!(
+        err.to_string().contains("max_entries must be at least 1"),
+        "{err}"
+    );
 }

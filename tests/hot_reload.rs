@@ -61,18 +61,27 @@ async fn a_dropped_plugin_is_usable_within_two_seconds() {
         if manager.get_plugin("local").is_some() {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(2), "not loaded within 2 s");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "not loaded within 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     manager.add_backend(local_backend("m", None)).await.unwrap();
     manager.put("k", b"v".to_vec()).await.unwrap();
-    assert!(matches!(next(&mut watcher).await, PluginEvent::Loaded { ref plugin, .. } if plugin == "local"));
+    assert!(
+        matches!(next(&mut watcher).await, PluginEvent::Loaded { ref plugin, .. } if plugin == "local")
+    );
 
     // An unchanged rewrite causes no reload; removal unregisters, the backend keeps serving.
     install(&src, &dir.path().join("libstorage_local_plugin.so"));
     std::fs::remove_file(dir.path().join("libstorage_local_plugin.so")).unwrap();
     match next(&mut watcher).await {
-        PluginEvent::Removed { plugin, still_serving, .. } => {
+        PluginEvent::Removed {
+            plugin,
+            still_serving,
+            ..
+        } => {
             assert_eq!(plugin, "local");
             assert_eq!(still_serving, vec!["m".to_string()]);
         }
@@ -90,7 +99,10 @@ async fn swaps_under_load(path: Option<String>, label: &str) {
     install(&a, &file);
     let (manager, mut watcher) = watched(dir.path()).await;
     assert_eq!(watcher.initial_report().loaded.len(), 1);
-    manager.add_backend(local_backend("data", path)).await.unwrap();
+    manager
+        .add_backend(local_backend("data", path))
+        .await
+        .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
@@ -137,7 +149,12 @@ async fn swaps_under_load(path: Option<String>, label: &str) {
         let t = Instant::now();
         install(src, &file);
         match next(&mut watcher).await {
-            PluginEvent::Swapped { to, backends, paused, .. } => {
+            PluginEvent::Swapped {
+                to,
+                backends,
+                paused,
+                ..
+            } => {
                 assert_eq!(backends, vec!["data".to_string()]);
                 swap_times.push(t.elapsed());
                 pauses.push(paused);
@@ -145,7 +162,10 @@ async fn swaps_under_load(path: Option<String>, label: &str) {
             }
             other => panic!("round {round}: unexpected {other}"),
         }
-        assert_eq!(manager.list_backends()[0].plugin_version, *versions.last().unwrap());
+        assert_eq!(
+            manager.list_backends()[0].plugin_version,
+            *versions.last().unwrap()
+        );
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
@@ -156,8 +176,16 @@ async fn swaps_under_load(path: Option<String>, label: &str) {
         acked.extend(keys);
         worst = worst.max(w);
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "no operation failed during the swaps");
-    assert!(acked.len() > 100, "the writers made progress: {}", acked.len());
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "no operation failed during the swaps"
+    );
+    assert!(
+        acked.len() > 100,
+        "the writers made progress: {}",
+        acked.len()
+    );
     for key in &acked {
         assert_eq!(
             manager.get(key).await.unwrap().as_deref(),
@@ -166,7 +194,13 @@ async fn swaps_under_load(path: Option<String>, label: &str) {
         );
     }
     let expected: Vec<String> = (0..=10)
-        .map(|i| if i % 2 == 0 { "0.1.0".to_string() } else { "0.1.0+v2".to_string() })
+        .map(|i| {
+            if i % 2 == 0 {
+                "0.1.0".to_string()
+            } else {
+                "0.1.0+v2".to_string()
+            }
+        })
         .collect();
     assert_eq!(versions, expected, "the version switched at every swap");
     println!(
@@ -187,7 +221,11 @@ async fn ten_swaps_under_load_lose_nothing_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_swaps_under_load_lose_nothing_durable() {
     let data = TempDir::new("hot-swap-durable-data");
-    swaps_under_load(Some(data.path().to_string_lossy().into_owned()), "hot-swap-durable").await;
+    swaps_under_load(
+        Some(data.path().to_string_lossy().into_owned()),
+        "hot-swap-durable",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +268,9 @@ async fn broken_new_versions_change_nothing() {
     }
     // A good version afterwards still swaps in.
     install(&v2(), &file);
-    assert!(matches!(next(&mut watcher).await, PluginEvent::Swapped { ref to, .. } if to == "0.1.0+v2"));
+    assert!(
+        matches!(next(&mut watcher).await, PluginEvent::Swapped { ref to, .. } if to == "0.1.0+v2")
+    );
     assert_eq!(manager.get("k2").await.unwrap(), Some(b"v2".to_vec()));
 }
 
@@ -241,11 +281,17 @@ async fn a_world_writable_plugins_directory_is_refused() {
     let dir = TempDir::new("hot-world-writable");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let manager = StorageManager::with_registry(StorageRegistry::new());
-    let err = match manager.watch_plugins(dir.path(), WatchOptions::default()).await {
+    let err = match manager
+        .watch_plugins(dir.path(), WatchOptions::default())
+        .await
+    {
         Ok(_) => panic!("a world-writable directory was accepted"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("world-writable") && err.contains("chmod go-w"), "{err}");
+    assert!(
+        err.contains("world-writable") && err.contains("chmod go-w"),
+        "{err}"
+    );
 
     // A file that links outside the directory is refused too.
     let ok_dir = TempDir::new("hot-symlink");
@@ -256,5 +302,12 @@ async fn a_world_writable_plugins_directory_is_refused() {
         .unwrap();
     let rejected = &watcher.initial_report().rejected;
     assert_eq!(rejected.len(), 1);
-    assert!(rejected[0].error.to_string().contains("outside the plugins directory"), "{}", rejected[0].error);
+    assert!(
+        rejected[0]
+            .error
+            .to_string()
+            .contains("outside the plugins directory"),
+        "{}",
+        rejected[0].error
+    );
 }

@@ -19,7 +19,10 @@ use serde_json::json;
 async fn setup(test: &str, backends: &[&str]) -> (StorageManager, Vec<Arc<Control>>) {
     let mut registry = StorageRegistry::new();
     registry
-        .register_arc(Arc::new(AbiPlugin::new(module_of::<FaultyPlugin>(), PluginSource::Builtin)))
+        .register_arc(Arc::new(AbiPlugin::new(
+            module_of::<FaultyPlugin>(),
+            PluginSource::Builtin,
+        )))
         .unwrap();
     let manager = StorageManager::with_registry(registry);
     manager.set_op_timeout(Duration::from_millis(300));
@@ -57,7 +60,10 @@ async fn always_use_routes_everything_to_one_backend() {
     // No failover: b's failure is the answer.
     c[1].set_mode(Mode::Unavailable);
     let err = m.get("k").await.unwrap_err();
-    assert!(matches!(err, ManagerError::StorageOperation { ref backend, .. } if backend == "b"), "{err}");
+    assert!(
+        matches!(err, ManagerError::StorageOperation { ref backend, .. } if backend == "b"),
+        "{err}"
+    );
     // Unknown and disabled names are clear errors.
     m.set_policy(StoragePolicy::AlwaysUse("zzz".into()));
     assert!(matches!(m.get("k").await, Err(ManagerError::BackendNotFound(n)) if n == "zzz"));
@@ -87,14 +93,20 @@ async fn first_available_fails_over_on_unavailable_only() {
     // A non-retryable error is returned, not hidden by failover.
     c[0].set_mode(Mode::Fail);
     let err = m.get("k").await.unwrap_err();
-    assert!(matches!(err, ManagerError::StorageOperation { ref backend, .. } if backend == "a"), "{err}");
+    assert!(
+        matches!(err, ManagerError::StorageOperation { ref backend, .. } if backend == "a"),
+        "{err}"
+    );
 
     // Every backend down: the error names each.
     c[0].set_mode(Mode::Unavailable);
     c[1].set_mode(Mode::Unavailable);
     let err = m.put("k3", b"3".to_vec()).await.unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ManagerError::AllBackendsFailed { .. }), "{msg}");
+    assert!(
+        matches!(err, ManagerError::AllBackendsFailed { .. }),
+        "{msg}"
+    );
     assert!(msg.contains("'a'") && msg.contains("'b'"), "{msg}");
 
     // Recovery.
@@ -118,7 +130,11 @@ async fn panics_and_timeouts_fail_over_too() {
     c[0].set_mode(Mode::Hang);
     let t = Instant::now();
     assert_eq!(m.get("k").await.unwrap(), Some(b"from-b".to_vec()));
-    assert!(t.elapsed() < Duration::from_secs(2), "the per-op timeout fired: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the per-op timeout fired: {:?}",
+        t.elapsed()
+    );
     c[0].set_mode(Mode::Ok);
     c[0].poke("k", b"from-a");
     assert_eq!(m.get("k").await.unwrap(), Some(b"from-a".to_vec()));
@@ -134,7 +150,11 @@ async fn prefer_cache_fills_on_miss_and_never_fails_for_the_cache() {
     });
     primary.poke("k", b"v1");
     assert_eq!(m.get("k").await.unwrap(), Some(b"v1".to_vec())); // miss
-    assert_eq!(cache.peek("k"), Some(b"v1".to_vec()), "the miss filled the cache");
+    assert_eq!(
+        cache.peek("k"),
+        Some(b"v1".to_vec()),
+        "the miss filled the cache"
+    );
     assert_eq!(m.get("k").await.unwrap(), Some(b"v1".to_vec())); // hit
     let metrics = m.metrics().await;
     assert_eq!((metrics.cache_hits, metrics.cache_misses), (1, 1));
@@ -151,7 +171,14 @@ async fn prefer_cache_fills_on_miss_and_never_fails_for_the_cache() {
     assert_eq!(m.get("k").await.unwrap(), Some(b"v3".to_vec()));
     m.delete("k").await.unwrap();
     assert_eq!(primary.peek("k"), None);
+    // Failing repeatedly opened the cache's breaker: it is skipped (no
+    // timeout per op) until a probe after the cooldown finds it back.
+    assert_eq!(m.list_backends()[0].health, Health::Open);
+    let calls = cache.calls();
+    assert_eq!(m.get("k").await.unwrap(), None);
+    assert_eq!(cache.calls(), calls, "an open cache is not tried");
     cache.set_mode(Mode::Ok);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     // A failed cache write invalidates the cached key (here: the cache's
     // write path is refused but delete works).
@@ -167,11 +194,19 @@ async fn prefer_cache_fills_on_miss_and_never_fails_for_the_cache() {
     // The primary failing is the op's failure: it is the source of truth.
     primary.set_mode(Mode::Unavailable);
     let err = m.put("p", b"x".to_vec()).await.unwrap_err();
-    assert!(matches!(err, ManagerError::StorageOperation { ref backend, .. } if backend == "primary"), "{err}");
+    assert!(
+        matches!(err, ManagerError::StorageOperation { ref backend, .. } if backend == "primary"),
+        "{err}"
+    );
     // list follows the primary.
     primary.set_mode(Mode::Ok);
     cache.poke("only-in-cache", b"x");
-    assert!(!m.list("").await.unwrap().contains(&"only-in-cache".to_string()));
+    assert!(
+        !m.list("")
+            .await
+            .unwrap()
+            .contains(&"only-in-cache".to_string())
+    );
 }
 
 #[tokio::test]
@@ -199,7 +234,11 @@ async fn redundant_writes_everywhere_concurrently_and_reports_partial_writes() {
     c[1].set_mode(Mode::Fail);
     let err = m.put("k2", b"v".to_vec()).await.unwrap_err();
     match &err {
-        ManagerError::PartialWrite { succeeded, failures, .. } => {
+        ManagerError::PartialWrite {
+            succeeded,
+            failures,
+            ..
+        } => {
             assert_eq!(succeeded, &names(&["a", "c"]));
             assert_eq!(failures.len(), 1);
             assert_eq!(failures[0].backend, "b");
@@ -248,7 +287,10 @@ async fn default_policy_follows_priority_and_enabled_flags() {
     assert_eq!(c[0].peek("k"), Some(b"v".to_vec()));
     m.set_backend_enabled("first", false).unwrap();
     m.put("k2", b"v".to_vec()).await.unwrap();
-    assert_eq!((c[0].peek("k2"), c[1].peek("k2")), (None, Some(b"v".to_vec())));
+    assert_eq!(
+        (c[0].peek("k2"), c[1].peek("k2")),
+        (None, Some(b"v".to_vec()))
+    );
     m.set_backend_enabled("second", false).unwrap();
     assert!(matches!(m.get("k").await, Err(ManagerError::NoBackends)));
     m.set_backend_enabled("first", true).unwrap();
@@ -270,7 +312,11 @@ async fn a_dead_backend_is_taken_out_of_routing_then_probed() {
     for _ in 0..50 {
         assert_eq!(m.get("k").await.unwrap(), Some(b"v".to_vec()));
     }
-    assert!(t.elapsed() < Duration::from_millis(300), "open breaker skips the dead backend: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "open breaker skips the dead backend: {:?}",
+        t.elapsed()
+    );
     assert_eq!(c[0].calls(), calls, "no op was sent to the open backend");
 
     // When every candidate is open, operations still try.
@@ -317,7 +363,10 @@ async fn policy_changes_under_concurrent_traffic() {
     let policies = [
         StoragePolicy::Redundant(names(&["a", "b"])),
         StoragePolicy::FirstAvailable(names(&["a", "b"])),
-        StoragePolicy::PreferCache { cache: "b".into(), primary: "a".into() },
+        StoragePolicy::PreferCache {
+            cache: "b".into(),
+            primary: "a".into(),
+        },
         StoragePolicy::AlwaysUse("a".into()),
     ];
     for p in policies.iter().cycle().take(40) {
@@ -334,7 +383,10 @@ async fn policy_changes_under_concurrent_traffic() {
     for t in 0..8 {
         for i in 0..200 {
             let key = format!("t{t}-{i}");
-            assert!(c[0].peek(&key).is_some() || c[1].peek(&key).is_some(), "{key} lost");
+            assert!(
+                c[0].peek(&key).is_some() || c[1].peek(&key).is_some(),
+                "{key} lost"
+            );
         }
     }
 }
@@ -346,8 +398,14 @@ async fn metrics_render_as_prometheus_text_and_reset() {
     m.get("k").await.unwrap();
     let text = m.metrics().await.to_prometheus();
     assert!(text.contains("storage_operations_total 2"), "{text}");
-    assert!(text.contains("storage_backend_operations_total{backend=\"a\"} 2"), "{text}");
-    assert!(text.contains("storage_backend_latency_seconds_count{backend=\"a\"} 2"), "{text}");
+    assert!(
+        text.contains("storage_backend_operations_total{backend=\"a\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("storage_backend_latency_seconds_count{backend=\"a\"} 2"),
+        "{text}"
+    );
     assert!(text.contains("le=\"+Inf\""), "{text}");
     let lat = &m.metrics().await.backend_latency["a"];
     assert_eq!(lat.count(), 2);

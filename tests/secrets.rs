@@ -8,7 +8,12 @@ use p2p_ai_agents::storage::local::{Storage, StorageError};
 use p2p_ai_agents::storage::plugin::{PluginError, StoragePlugin};
 use p2p_ai_agents::storage::{BackendConfig, StorageConfig, StorageManager, StorageRegistry};
 
-const SECRETS: [&str; 4] = ["anon-SECRET-a1", "service-SECRET-b2", "hunter2-SECRET", "tok-SECRET-c3"];
+const SECRETS: [&str; 4] = [
+    "anon-SECRET-a1",
+    "service-SECRET-b2",
+    "hunter2-SECRET",
+    "tok-SECRET-c3",
+];
 
 /// Accepts any configuration, fails every operation as unavailable.
 struct Anything(&'static str);
@@ -22,7 +27,10 @@ impl StoragePlugin for Anything {
     fn description(&self) -> &'static str {
         "test"
     }
-    async fn create(&self, _: &StorageConfig) -> Result<Box<dyn Storage + Send + Sync>, PluginError> {
+    async fn create(
+        &self,
+        _: &StorageConfig,
+    ) -> Result<Box<dyn Storage + Send + Sync>, PluginError> {
         Ok(Box::new(Down))
     }
     fn validate_config(&self, _: &StorageConfig) -> Result<(), PluginError> {
@@ -67,8 +75,12 @@ async fn configured_secrets_stay_out_of_logs_debug_and_errors() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let mut registry = StorageRegistry::new();
-    registry.register_plugin(Box::new(Anything("supabase"))).unwrap();
-    registry.register_plugin(Box::new(Anything("redis"))).unwrap();
+    registry
+        .register_plugin(Box::new(Anything("supabase")))
+        .unwrap();
+    registry
+        .register_plugin(Box::new(Anything("redis")))
+        .unwrap();
     let manager = StorageManager::with_registry(registry);
     let configs = [
         StorageConfig::Supabase {
@@ -103,7 +115,10 @@ async fn configured_secrets_stay_out_of_logs_debug_and_errors() {
     seen.push_str(&format!("{:?}\n", manager.list_backends()));
     seen.push_str(&manager.metrics().await.to_prometheus());
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("backend added"), "logging was captured: {logs}");
+    assert!(
+        logs.contains("backend added"),
+        "logging was captured: {logs}"
+    );
     for s in SECRETS {
         assert!(!logs.contains(s), "secret {s} in logs:\n{logs}");
         assert!(!seen.contains(s), "secret {s} in Debug/Display:\n{seen}");

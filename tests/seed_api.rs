@@ -89,7 +89,10 @@ impl MyCustomStorage {
             .get("connection_string")
             .and_then(|v| v.as_str())
             .ok_or_else(|| {
-                PluginError::InvalidConfig("mycustom".into(), "connection_string is required".into())
+                PluginError::InvalidConfig(
+                    "mycustom".into(),
+                    "connection_string is required".into(),
+                )
             })?
             .to_string();
         Ok(MyCustomStorage {
@@ -155,8 +158,13 @@ async fn seed_custom_plugin_registers_and_serves() -> Result<(), Box<dyn std::er
 async fn seed_registry_errors() {
     let mut registry = StorageRegistry::new();
     registry.register_plugin(Box::new(MyCustomPlugin)).unwrap();
-    let err = registry.register_plugin(Box::new(MyCustomPlugin)).unwrap_err();
-    assert!(matches!(err, PluginError::PluginAlreadyExists(ref n) if n == "mycustom"), "{err}");
+    let err = registry
+        .register_plugin(Box::new(MyCustomPlugin))
+        .unwrap_err();
+    assert!(
+        matches!(err, PluginError::PluginAlreadyExists(ref n) if n == "mycustom"),
+        "{err}"
+    );
     assert!(registry.get_plugin("mycustom").is_some());
     assert_eq!(registry.list_plugins().len(), 1);
     registry.unregister_plugin("mycustom").unwrap();
@@ -201,7 +209,10 @@ async fn seed_registry_errors() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, ManagerError::Plugin(PluginError::InvalidConfig(..))), "{err}");
+    assert!(
+        matches!(err, ManagerError::Plugin(PluginError::InvalidConfig(..))),
+        "{err}"
+    );
     assert!(err.to_string().contains("connection_string"), "{err}");
 }
 
@@ -223,7 +234,10 @@ async fn manager_with(names: &[&str]) -> StorageManager {
 
 #[tokio::test]
 async fn seed_policies_compile_and_route() -> Result<(), Box<dyn std::error::Error>> {
-    let manager = manager_with(&["local", "cache", "redis", "supabase", "backend1", "backend2", "backend3"]).await;
+    let manager = manager_with(&[
+        "local", "cache", "redis", "supabase", "backend1", "backend2", "backend3",
+    ])
+    .await;
 
     manager.set_policy(StoragePolicy::AlwaysUse("local".to_string()));
     manager.put("k", b"v".to_vec()).await?;
@@ -260,24 +274,51 @@ async fn seed_policies_compile_and_route() -> Result<(), Box<dyn std::error::Err
     // Where the data went, read back per backend.
     let on = |b: &str| StoragePolicy::AlwaysUse(b.to_string());
     manager.set_policy(on("cache"));
-    assert_eq!(manager.get("fa").await?, Some(b"1".to_vec()), "FirstAvailable wrote to the first");
+    assert_eq!(
+        manager.get("fa").await?,
+        Some(b"1".to_vec()),
+        "FirstAvailable wrote to the first"
+    );
     manager.set_policy(on("supabase"));
-    assert_eq!(manager.get("pc").await?, Some(b"2".to_vec()), "PreferCache wrote the primary");
-    assert_eq!(manager.get("r").await?, Some(b"3".to_vec()), "Redundant wrote to all");
+    assert_eq!(
+        manager.get("pc").await?,
+        Some(b"2".to_vec()),
+        "PreferCache wrote the primary"
+    );
+    assert_eq!(
+        manager.get("r").await?,
+        Some(b"3".to_vec()),
+        "Redundant wrote to all"
+    );
     manager.set_policy(on("local"));
-    assert_eq!(manager.get("r").await?, Some(b"3".to_vec()), "Redundant wrote to all");
+    assert_eq!(
+        manager.get("r").await?,
+        Some(b"3".to_vec()),
+        "Redundant wrote to all"
+    );
     manager.set_policy(on("redis"));
-    assert_eq!(manager.get("pc").await?, Some(b"2".to_vec()), "PreferCache filled the cache");
+    assert_eq!(
+        manager.get("pc").await?,
+        Some(b"2".to_vec()),
+        "PreferCache filled the cache"
+    );
     let mut per_backend = Vec::new();
     for b in ["backend1", "backend2", "backend3"] {
         manager.set_policy(on(b));
         per_backend.push(manager.list("rr").await?.len());
     }
-    assert_eq!(per_backend, vec![2, 2, 2], "RoundRobin spread six puts evenly");
+    assert_eq!(
+        per_backend,
+        vec![2, 2, 2],
+        "RoundRobin spread six puts evenly"
+    );
 
     manager.set_policy(on("nope"));
     let err = manager.get("k").await.unwrap_err();
-    assert!(matches!(err, ManagerError::BackendNotFound(ref n) if n == "nope"), "{err}");
+    assert!(
+        matches!(err, ManagerError::BackendNotFound(ref n) if n == "nope"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -309,7 +350,10 @@ async fn seed_configuration_types_build() {
     assert_eq!(names, ["local", "supabase", "myplugin"]);
     // Keys stay out of Debug output.
     let debug = format!("{:?}", configs[1]);
-    assert!(!debug.contains("public-anon-key") && !debug.contains("private-service-key"), "{debug}");
+    assert!(
+        !debug.contains("public-anon-key") && !debug.contains("private-service-key"),
+        "{debug}"
+    );
 }
 
 #[tokio::test]
@@ -332,12 +376,20 @@ async fn seed_metrics_loop_prints_sensible_numbers() -> Result<(), Box<dyn std::
     use std::fmt::Write;
     writeln!(out, "Total operations: {}", metrics.operations)?;
     writeln!(out, "Success rate: {:.1}%", metrics.success_rate() * 100.0)?;
-    writeln!(out, "Cache hit rate: {:.1}%", metrics.cache_hit_rate() * 100.0)?;
+    writeln!(
+        out,
+        "Cache hit rate: {:.1}%",
+        metrics.cache_hit_rate() * 100.0
+    )?;
 
     // Per-backend metrics
     for (backend, ops) in &metrics.backend_operations {
         let errors = metrics.backend_errors.get(backend).unwrap_or(&0);
-        writeln!(out, "Backend '{}': {} operations, {} errors", backend, ops, errors)?;
+        writeln!(
+            out,
+            "Backend '{}': {} operations, {} errors",
+            backend, ops, errors
+        )?;
     }
     println!("{out}");
     assert_eq!(metrics.operations, 6);
@@ -347,6 +399,9 @@ async fn seed_metrics_loop_prints_sensible_numbers() -> Result<(), Box<dyn std::
     // local: put, get, get, get (miss read); cache: get(miss), put(fill), get(hit).
     assert_eq!(metrics.backend_operations["local"], 4);
     assert_eq!(metrics.backend_operations["cache"], 3);
-    assert!(out.contains("Backend 'cache': 3 operations, 0 errors"), "{out}");
+    assert!(
+        out.contains("Backend 'cache': 3 operations, 0 errors"),
+        "{out}"
+    );
     Ok(())
 }

@@ -104,9 +104,17 @@ pub fn redact(value: &Value) -> Value {
 
 fn is_secret_field(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["key", "password", "passwd", "secret", "token", "credential", "auth"]
-        .iter()
-        .any(|s| name.contains(s))
+    [
+        "key",
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
 }
 
 /// Hides the password of a `scheme://user:password@host` URL.
@@ -210,7 +218,9 @@ mod tests {
         };
         let s = format!("{c:?}");
         assert!(!s.contains("SECRET") && !s.contains("hunter2"), "{s}");
-        assert!(s.contains("localhost:6379") && s.contains("\"port\": Number(1)") || s.contains("port"));
+        assert!(
+            s.contains("localhost:6379") && s.contains("\"port\": Number(1)") || s.contains("port")
+        );
     }
 
     #[test]

@@ -99,7 +99,10 @@ pub enum ManagerError {
         failures: Vec<BackendFailure>,
     },
     /// A write meant for several backends reached only some of them.
-    #[error("{op} {key} reached {succeeded:?} but failed on {}", Failures(failures))]
+    #[error(
+        "{op} {key} reached {succeeded:?} but failed on {}",
+        Failures(failures)
+    )]
     PartialWrite {
         /// `put` or `delete`.
         op: &'static str,
@@ -119,7 +122,9 @@ impl ManagerError {
     /// The storage errors inside this error, with their backends.
     pub fn backend_failures(&self) -> Vec<BackendFailure> {
         match self {
-            ManagerError::StorageOperation { backend, source, .. } => vec![BackendFailure {
+            ManagerError::StorageOperation {
+                backend, source, ..
+            } => vec![BackendFailure {
                 backend: backend.clone(),
                 error: source.clone(),
             }],

@@ -24,7 +24,8 @@ impl StorageRegistry {
     pub fn with_defaults() -> Self {
         let mut r = Self::new();
         for plugin in builtin_plugins() {
-            r.register_arc(plugin).expect("built-in plugin names are distinct");
+            r.register_arc(plugin)
+                .expect("built-in plugin names are distinct");
         }
         r
     }
@@ -46,7 +47,10 @@ impl StorageRegistry {
     }
 
     /// Registers `plugin`, replacing any plugin of the same name; returns the old one.
-    pub fn replace_plugin(&mut self, plugin: Arc<dyn StoragePlugin>) -> Option<Arc<dyn StoragePlugin>> {
+    pub fn replace_plugin(
+        &mut self,
+        plugin: Arc<dyn StoragePlugin>,
+    ) -> Option<Arc<dyn StoragePlugin>> {
         self.plugins.insert(plugin.name().to_string(), plugin)
     }
 
@@ -64,7 +68,10 @@ impl StorageRegistry {
 
     /// Every registered plugin, by name.
     pub fn list_plugins(&self) -> Vec<PluginInfo> {
-        self.plugins.values().map(|p| PluginInfo::of(p.as_ref())).collect()
+        self.plugins
+            .values()
+            .map(|p| PluginInfo::of(p.as_ref()))
+            .collect()
     }
 
     /// Loads the plugin library at `path` and registers it.
@@ -106,10 +113,16 @@ impl std::fmt::Debug for StorageRegistry {
 fn builtin_plugins() -> Vec<Arc<dyn StoragePlugin>> {
     let builtin = |m| Arc::new(AbiPlugin::new(m, PluginSource::Builtin)) as Arc<dyn StoragePlugin>;
     #[allow(unused_mut)]
-    let mut v = vec![builtin(storage_plugin_api::module_of::<storage_local::LocalPlugin>())];
+    let mut v = vec![builtin(storage_plugin_api::module_of::<
+        storage_local::LocalPlugin,
+    >())];
     #[cfg(feature = "supabase")]
-    v.push(builtin(storage_plugin_api::module_of::<storage_supabase::SupabasePlugin>()));
+    v.push(builtin(storage_plugin_api::module_of::<
+        storage_supabase::SupabasePlugin,
+    >()));
     #[cfg(feature = "redis")]
-    v.push(builtin(storage_plugin_api::module_of::<storage_redis::RedisPlugin>()));
+    v.push(builtin(storage_plugin_api::module_of::<
+        storage_redis::RedisPlugin,
+    >()));
     v
 }

@@ -104,7 +104,9 @@ pub trait Storage: Send + Sync {
     /// The keys starting with `prefix`, in ascending order.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let _ = prefix;
-        Err(StorageError::Unsupported("this backend cannot list keys".into()))
+        Err(StorageError::Unsupported(
+            "this backend cannot list keys".into(),
+        ))
     }
 
     /// Releases the backend's resources. Called once, after the last operation.

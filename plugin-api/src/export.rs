@@ -61,9 +61,8 @@ where
 }
 
 fn parse_config<P: Plugin>(json: &str) -> Result<P::Config, Error> {
-    serde_json::from_str(json).map_err(|e| {
-        Error::invalid_config(format!("plugin '{}': bad configuration: {e}", P::NAME))
-    })
+    serde_json::from_str(json)
+        .map_err(|e| Error::invalid_config(format!("plugin '{}': bad configuration: {e}", P::NAME)))
 }
 
 /// The author's backend, wrapped so it implements [`FfiBackend`].
@@ -79,7 +78,10 @@ impl<B: Backend> FfiBackend for Exported<B> {
 
     fn put(&self, key: RString, value: RVec<u8>) -> FfiBorrowed<'_, ()> {
         let b = &self.0;
-        guarded("put", async move { b.put(key.as_str(), value.into_vec()).await })
+        guarded(
+            "put",
+            async move { b.put(key.as_str(), value.into_vec()).await },
+        )
     }
 
     fn delete(&self, key: RString) -> FfiBorrowed<'_, ()> {
@@ -131,7 +133,10 @@ extern "C" fn create<P: Plugin>(config: RString) -> FfiResult<BackendBox> {
     })
 }
 
-extern "C" fn create_with_state<P: Plugin>(config: RString, state: RVec<u8>) -> FfiResult<BackendBox> {
+extern "C" fn create_with_state<P: Plugin>(
+    config: RString,
+    state: RVec<u8>,
+) -> FfiResult<BackendBox> {
     guarded("create", async move {
         let config = parse_config::<P>(config.as_str())?;
         P::validate(&config)?;

@@ -30,7 +30,10 @@ pub fn copy_for_loading(path: &Path) -> std::io::Result<PathBuf> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
-    let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let copy = dir.join(format!("{stem}-{n}.{ext}"));
     std::fs::copy(path, &copy)?;
@@ -73,9 +76,9 @@ fn classify(e: LibraryError) -> LoadFailure {
         LibraryError::OpenError { err, .. } => LoadFailure::NotALibrary(err.to_string()),
         LibraryError::GetSymbolError { .. } => LoadFailure::NoRootModule,
         LibraryError::InvalidAbiHeader(h) => LoadFailure::IncompatibleAbiStable(format!("{h:?}")),
-        LibraryError::InvalidCAbi { expected, found } => LoadFailure::IncompatibleAbiStable(format!(
-            "C ABI differs: expected {expected}, found {found}"
-        )),
+        LibraryError::InvalidCAbi { expected, found } => LoadFailure::IncompatibleAbiStable(
+            format!("C ABI differs: expected {expected}, found {found}"),
+        ),
         LibraryError::IncompatibleVersionNumber {
             expected_version,
             actual_version,
@@ -107,7 +110,11 @@ fn classify(e: LibraryError) -> LoadFailure {
 /// Picks the concrete mismatch out of abi_stable's (very long) report: its
 /// `Error:` line and the expected/found types after it.
 fn summarize_layout_report(report: &str) -> String {
-    let lines: Vec<&str> = report.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let Some(at) = lines.iter().position(|l| l.starts_with("Error:")) else {
         return "the type layouts differ".to_string();
     };
@@ -145,7 +152,10 @@ mod tests {
             summarize_layout_report(report),
             "mismatched type: expected PluginMod, found OtherMod"
         );
-        assert_eq!(summarize_layout_report("nothing useful"), "the type layouts differ");
+        assert_eq!(
+            summarize_layout_report("nothing useful"),
+            "the type layouts differ"
+        );
     }
 
     #[test]

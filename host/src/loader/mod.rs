@@ -45,7 +45,9 @@ pub enum LoadFailure {
     #[error("built with an incompatible abi_stable ({0})")]
     IncompatibleAbiStable(String),
     /// Built against a `storage-plugin-api` version the host cannot use.
-    #[error("built against an incompatible plugin-api: the host needs {expected}, the plugin has {found}")]
+    #[error(
+        "built against an incompatible plugin-api: the host needs {expected}, the plugin has {found}"
+    )]
     IncompatibleApiVersion {
         /// What the host was built with.
         expected: String,
@@ -108,7 +110,9 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<AbiPlugin>, LoadReport), LoadError> {
     for file in files {
         match load_plugin(&file) {
             Ok(p) => {
-                report.loaded.push((file, crate::plugin::PluginInfo::of(&p)));
+                report
+                    .loaded
+                    .push((file, crate::plugin::PluginInfo::of(&p)));
                 plugins.push(p);
             }
             Err(e) => report.rejected.push(Rejection {

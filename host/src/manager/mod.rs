@@ -111,11 +111,17 @@ impl StorageManager {
     }
 
     fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, StorageRegistry> {
-        self.inner.registry.read().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn registry_write(&self) -> std::sync::RwLockWriteGuard<'_, StorageRegistry> {
-        self.inner.registry.write().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers an in-process plugin.
@@ -156,7 +162,13 @@ impl StorageManager {
     /// Creates a backend with the plugin its configuration names and adds it.
     pub async fn add_backend(&self, config: BackendConfig) -> Result<(), ManagerError> {
         let _admin = self.inner.admin.lock().await;
-        if self.inner.backends.load().by_name.contains_key(&config.name) {
+        if self
+            .inner
+            .backends
+            .load()
+            .by_name
+            .contains_key(&config.name)
+        {
             return Err(ManagerError::BackendAlreadyExists(config.name));
         }
         let plugin_name = config.storage_config.plugin_name().to_string();
@@ -321,9 +333,12 @@ impl StorageManager {
         };
         for slot in &backends.by_priority {
             let name = slot.name().to_string();
-            s.backend_operations.insert(name.clone(), slot.metrics.operations.get());
-            s.backend_errors.insert(name.clone(), slot.metrics.errors.get());
-            s.backend_latency.insert(name, slot.metrics.latency.snapshot());
+            s.backend_operations
+                .insert(name.clone(), slot.metrics.operations.get());
+            s.backend_errors
+                .insert(name.clone(), slot.metrics.errors.get());
+            s.backend_latency
+                .insert(name, slot.metrics.latency.snapshot());
         }
         s
     }

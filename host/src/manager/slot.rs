@@ -107,14 +107,23 @@ impl Slot {
         result
     }
 
-    pub(crate) async fn get(&self, key: &str, t: Duration) -> Result<Option<Vec<u8>>, StorageError> {
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        t: Duration,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
         match self.run(Op::Get(key), t).await? {
             Out::Value(v) => Ok(v),
             _ => unreachable!("get answers a value"),
         }
     }
 
-    pub(crate) async fn put(&self, key: &str, value: Vec<u8>, t: Duration) -> Result<(), StorageError> {
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        t: Duration,
+    ) -> Result<(), StorageError> {
         self.run(Op::Put(key, value), t).await.map(|_| ())
     }
 
@@ -122,7 +131,11 @@ impl Slot {
         self.run(Op::Delete(key), t).await.map(|_| ())
     }
 
-    pub(crate) async fn list(&self, prefix: &str, t: Duration) -> Result<Vec<String>, StorageError> {
+    pub(crate) async fn list(
+        &self,
+        prefix: &str,
+        t: Duration,
+    ) -> Result<Vec<String>, StorageError> {
         match self.run(Op::List(prefix), t).await? {
             Out::Keys(k) => Ok(k),
             _ => unreachable!("list answers keys"),

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::slot::{Instance, Slot};
 use super::StorageManager;
+use super::slot::{Instance, Slot};
 use crate::config::StorageConfig;
 use crate::plugin::{PluginError, StoragePlugin};
 use crate::storage::Storage;
@@ -137,7 +137,9 @@ impl StorageManager {
                                 storage: restored,
                                 plugin: Arc::clone(&old.plugin),
                             })),
-                            Err(re) => tracing::error!(backend = %slot.name(), error = %re, "the old version could not be re-created either; the backend is failing"),
+                            Err(re) => {
+                                tracing::error!(backend = %slot.name(), error = %re, "the old version could not be re-created either; the backend is failing")
+                            }
                         }
                         Err(e)
                     }
@@ -157,8 +159,12 @@ impl StorageManager {
         slot.gate.resume();
         outcome.paused_for = paused.elapsed();
         match &outcome.result {
-            Ok(v) => tracing::info!(backend = %slot.name(), from = %from_version, to = %v, paused_ms = outcome.paused_for.as_millis() as u64, "backend hot-swapped"),
-            Err(e) => tracing::warn!(backend = %slot.name(), version = %from_version, error = %e, "hot swap failed; the old version keeps serving"),
+            Ok(v) => {
+                tracing::info!(backend = %slot.name(), from = %from_version, to = %v, paused_ms = outcome.paused_for.as_millis() as u64, "backend hot-swapped")
+            }
+            Err(e) => {
+                tracing::warn!(backend = %slot.name(), version = %from_version, error = %e, "hot swap failed; the old version keeps serving")
+            }
         }
         outcome
     }

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-pub use histogram::{BUCKET_BOUNDS_US, LatencySnapshot};
 pub(crate) use histogram::Histogram;
+pub use histogram::{BUCKET_BOUNDS_US, LatencySnapshot};
 
 /// Stripes per counter: threads bump different cache lines, so a counter
 /// shared by every operation does not serialize the cores on one line.

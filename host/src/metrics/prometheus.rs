@@ -5,33 +5,66 @@ use std::fmt::Write;
 use super::{BUCKET_BOUNDS_US, StorageMetrics};
 
 fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub(super) fn render(m: &StorageMetrics) -> String {
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     };
-    counter("storage_operations_total", "Operations made by callers.", m.operations);
-    counter("storage_errors_total", "Operations that returned an error.", m.errors);
-    counter("storage_cache_hits_total", "PreferCache gets answered by the cache.", m.cache_hits);
-    counter("storage_cache_misses_total", "PreferCache gets not answered by the cache.", m.cache_misses);
+    counter(
+        "storage_operations_total",
+        "Operations made by callers.",
+        m.operations,
+    );
+    counter(
+        "storage_errors_total",
+        "Operations that returned an error.",
+        m.errors,
+    );
+    counter(
+        "storage_cache_hits_total",
+        "PreferCache gets answered by the cache.",
+        m.cache_hits,
+    );
+    counter(
+        "storage_cache_misses_total",
+        "PreferCache gets not answered by the cache.",
+        m.cache_misses,
+    );
 
     let mut names: Vec<&String> = m.backend_operations.keys().collect();
     names.sort();
     out.push_str("# HELP storage_backend_operations_total Attempts per backend.\n# TYPE storage_backend_operations_total counter\n");
     for n in &names {
-        let _ = writeln!(out, "storage_backend_operations_total{{backend=\"{}\"}} {}", escape(n), m.backend_operations[*n]);
+        let _ = writeln!(
+            out,
+            "storage_backend_operations_total{{backend=\"{}\"}} {}",
+            escape(n),
+            m.backend_operations[*n]
+        );
     }
     out.push_str("# HELP storage_backend_errors_total Failed attempts per backend.\n# TYPE storage_backend_errors_total counter\n");
     for n in &names {
         let errors = m.backend_errors.get(*n).copied().unwrap_or(0);
-        let _ = writeln!(out, "storage_backend_errors_total{{backend=\"{}\"}} {errors}", escape(n));
+        let _ = writeln!(
+            out,
+            "storage_backend_errors_total{{backend=\"{}\"}} {errors}",
+            escape(n)
+        );
     }
     out.push_str("# HELP storage_backend_latency_seconds Latency of attempts per backend.\n# TYPE storage_backend_latency_seconds histogram\n");
     for n in &names {
-        let Some(h) = m.backend_latency.get(*n) else { continue };
+        let Some(h) = m.backend_latency.get(*n) else {
+            continue;
+        };
         let label = escape(n);
         let mut cumulative = 0;
         for (i, c) in h.counts.iter().enumerate() {
@@ -40,10 +73,20 @@ pub(super) fn render(m: &StorageMetrics) -> String {
                 Some(us) => format!("{}", *us as f64 / 1e6),
                 None => "+Inf".to_string(),
             };
-            let _ = writeln!(out, "storage_backend_latency_seconds_bucket{{backend=\"{label}\",le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "storage_backend_latency_seconds_bucket{{backend=\"{label}\",le=\"{le}\"}} {cumulative}"
+            );
         }
-        let _ = writeln!(out, "storage_backend_latency_seconds_sum{{backend=\"{label}\"}} {}", h.sum.as_secs_f64());
-        let _ = writeln!(out, "storage_backend_latency_seconds_count{{backend=\"{label}\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "storage_backend_latency_seconds_sum{{backend=\"{label}\"}} {}",
+            h.sum.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "storage_backend_latency_seconds_count{{backend=\"{label}\"}} {cumulative}"
+        );
     }
     out
 }

@@ -127,7 +127,11 @@ impl Storage for AbiStorage {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {
-        result(self.backend.put(RString::from(key), RVec::from(value)).await)
+        result(
+            self.backend
+                .put(RString::from(key), RVec::from(value))
+                .await,
+        )
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

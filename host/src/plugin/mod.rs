@@ -21,7 +21,9 @@ use crate::storage::Storage;
 #[non_exhaustive]
 pub enum PluginError {
     /// No plugin is registered under this name.
-    #[error("plugin '{0}' not found; registered plugins are listed by StorageRegistry::list_plugins")]
+    #[error(
+        "plugin '{0}' not found; registered plugins are listed by StorageRegistry::list_plugins"
+    )]
     PluginNotFound(String),
     /// A plugin is already registered under this name.
     #[error("plugin '{0}' is already registered")]

@@ -7,7 +7,11 @@ use crate::manager::slot::Slot;
 /// Runs `req` on the first of `slots` that answers. A backend whose breaker
 /// is open is skipped, and tried only if every other one failed (so that
 /// when all are open, operations still try).
-pub(crate) async fn run(ctx: &Ctx<'_>, slots: &[&Slot], mut req: Req<'_>) -> Result<Out, ManagerError> {
+pub(crate) async fn run(
+    ctx: &Ctx<'_>,
+    slots: &[&Slot],
+    mut req: Req<'_>,
+) -> Result<Out, ManagerError> {
     let mut failures: Vec<BackendFailure> = Vec::new();
     let mut deferred: Vec<&Slot> = Vec::new();
     for (i, &slot) in slots.iter().enumerate() {

@@ -61,10 +61,12 @@ pub(crate) struct Backends {
 impl Backends {
     pub(crate) fn new(by_name: HashMap<String, Arc<Slot>>) -> Self {
         let mut by_priority: Vec<Arc<Slot>> = by_name.values().cloned().collect();
-        by_priority.sort_by(|a, b| {
-            (a.config.priority, a.name()).cmp(&(b.config.priority, b.name()))
-        });
-        Backends { by_name, by_priority }
+        by_priority
+            .sort_by(|a, b| (a.config.priority, a.name()).cmp(&(b.config.priority, b.name())));
+        Backends {
+            by_name,
+            by_priority,
+        }
     }
 
     fn slot(&self, name: &str) -> Result<&Arc<Slot>, ManagerError> {

@@ -14,6 +14,16 @@ pub(crate) async fn run(
     req: Req<'_>,
 ) -> Result<Out, ManagerError> {
     let t = ctx.timeout;
+    // A cache whose breaker is open is skipped: a dead cache must not add its
+    // timeout to every operation. Writes it misses may leave it stale until
+    // its entries expire (as when a cache write fails), which is logged.
+    let cache = cache.filter(|c| {
+        let allowed = c.breaker.allow();
+        if !allowed && !matches!(req, Req::Get(_) | Req::List(_)) {
+            tracing::warn!(backend = %c.name(), "cache skipped (circuit open); it may serve a stale value for this key until it expires");
+        }
+        allowed || matches!(req, Req::List(_))
+    });
     let fail = |op: &'static str, key: &str, e| ManagerError::StorageOperation {
         backend: primary.name().to_string(),
         op,
@@ -22,6 +32,9 @@ pub(crate) async fn run(
     };
     match req {
         Req::Get(key) => {
+            if cache.is_none() {
+                ctx.metrics.cache_misses.inc();
+            }
             if let Some(cache) = cache {
                 match cache.get(key, t).await {
                     Ok(Some(v)) => {
@@ -45,7 +58,10 @@ pub(crate) async fn run(
         }
         Req::Put(key, value) => {
             let for_cache = cache.map(|_| value.clone());
-            primary.put(key, value, t).await.map_err(|e| fail("put", key, e))?;
+            primary
+                .put(key, value, t)
+                .await
+                .map_err(|e| fail("put", key, e))?;
             if let (Some(cache), Some(v)) = (cache, for_cache)
                 && let Err(e) = cache.put(key, v, t).await
             {
@@ -55,7 +71,10 @@ pub(crate) async fn run(
             Ok(Out::Done)
         }
         Req::Delete(key) => {
-            primary.delete(key, t).await.map_err(|e| fail("delete", key, e))?;
+            primary
+                .delete(key, t)
+                .await
+                .map_err(|e| fail("delete", key, e))?;
             if let Some(cache) = cache
                 && let Err(e) = cache.delete(key, t).await
             {

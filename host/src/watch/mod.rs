@@ -88,10 +88,21 @@ pub enum PluginEvent {
 impl fmt::Display for PluginEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PluginEvent::Loaded { plugin, version, file } => {
+            PluginEvent::Loaded {
+                plugin,
+                version,
+                file,
+            } => {
                 write!(f, "loaded   {plugin} {version} from {}", file.display())
             }
-            PluginEvent::Swapped { plugin, from, to, file, backends, paused } => write!(
+            PluginEvent::Swapped {
+                plugin,
+                from,
+                to,
+                file,
+                backends,
+                paused,
+            } => write!(
                 f,
                 "swapped  {plugin} {from} -> {to} from {} (backends: {}; ops held {paused:.1?})",
                 file.display(),
@@ -100,11 +111,19 @@ impl fmt::Display for PluginEvent {
             PluginEvent::Rejected { file, reason } => {
                 write!(f, "rejected {}: {reason}", file.display())
             }
-            PluginEvent::Removed { plugin, file, still_serving } => write!(
+            PluginEvent::Removed {
+                plugin,
+                file,
+                still_serving,
+            } => write!(
                 f,
                 "removed  {plugin} ({} deleted); backends still serving: {}",
                 file.display(),
-                if still_serving.is_empty() { "none".to_string() } else { still_serving.join(", ") }
+                if still_serving.is_empty() {
+                    "none".to_string()
+                } else {
+                    still_serving.join(", ")
+                }
             ),
         }
     }
@@ -203,12 +222,22 @@ impl State {
         let known = self.files.get(path).map(|k| k.hash);
         let prepared = tokio::task::spawn_blocking(move || prepare(&dir, &file, known))
             .await
-            .unwrap_or_else(|e| Prepared::Failed(None, reject(path, LoadFailure::InitFailed(format!("loader task failed: {e}")))));
+            .unwrap_or_else(|e| {
+                Prepared::Failed(
+                    None,
+                    reject(
+                        path,
+                        LoadFailure::InitFailed(format!("loader task failed: {e}")),
+                    ),
+                )
+            });
         let (hash, plugin) = match prepared {
             Prepared::Unchanged => return None,
             Prepared::Failed(hash, e) => {
                 if let Some(hash) = hash {
-                    let previous = self.files.insert(path.to_path_buf(), Known { hash, plugin: None });
+                    let previous = self
+                        .files
+                        .insert(path.to_path_buf(), Known { hash, plugin: None });
                     // Keep track of the plugin the file held, for a later removal.
                     if let (Some(prev), Some(k)) = (previous, self.files.get_mut(path)) {
                         k.plugin = prev.plugin;
@@ -218,7 +247,9 @@ impl State {
             }
             Prepared::Loaded(hash, plugin) => (hash, plugin),
         };
-        let previous = self.files.insert(path.to_path_buf(), Known { hash, plugin: None });
+        let previous = self
+            .files
+            .insert(path.to_path_buf(), Known { hash, plugin: None });
         let info = PluginInfo::of(plugin.as_ref());
         // A file that now holds another plugin than before: the old one is gone.
         if let Some(old) = previous.and_then(|k| k.plugin)
@@ -231,7 +262,12 @@ impl State {
             let outcomes = self.manager.swap_plugin(plugin).await;
             let failures: Vec<String> = outcomes
                 .iter()
-                .filter_map(|o| o.result.as_ref().err().map(|e| format!("backend '{}': {e}", o.backend)))
+                .filter_map(|o| {
+                    o.result
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("backend '{}': {e}", o.backend))
+                })
                 .collect();
             if !failures.is_empty() {
                 let reason = format!(
@@ -250,7 +286,11 @@ impl State {
                 from,
                 to: info.version.clone(),
                 file: path.to_path_buf(),
-                paused: outcomes.iter().map(|o| o.paused_for).max().unwrap_or_default(),
+                paused: outcomes
+                    .iter()
+                    .map(|o| o.paused_for)
+                    .max()
+                    .unwrap_or_default(),
                 backends: outcomes.into_iter().map(|o| o.backend).collect(),
             });
         } else {
@@ -270,7 +310,10 @@ impl State {
     }
 
     fn removed(&mut self, path: &Path) {
-        if let Some(Known { plugin: Some(name), .. }) = self.files.remove(path) {
+        if let Some(Known {
+            plugin: Some(name), ..
+        }) = self.files.remove(path)
+        {
             self.unregister(&name, path);
         }
     }
@@ -350,13 +393,17 @@ impl StorageManager {
 
         // Start watching before the first scan, so nothing dropped in between is missed.
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
-        let mut debouncer = new_debouncer(options.debounce, move |res: DebounceEventResult| match res {
-            Ok(events) => {
-                let _ = tx.send(events.into_iter().map(|e| e.path).collect());
-            }
-            Err(e) => tracing::warn!(error = %e, "plugin directory watch error"),
-        })
-        .map_err(|e| reject(dir, LoadFailure::Io(e.to_string())))?;
+        let mut debouncer =
+            new_debouncer(
+                options.debounce,
+                move |res: DebounceEventResult| match res {
+                    Ok(events) => {
+                        let _ = tx.send(events.into_iter().map(|e| e.path).collect());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "plugin directory watch error"),
+                },
+            )
+            .map_err(|e| reject(dir, LoadFailure::Io(e.to_string())))?;
         debouncer
             .watcher()
             .watch(&canonical, notify::RecursiveMode::NonRecursive)

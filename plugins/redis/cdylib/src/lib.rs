@@ -1,1 +1,2 @@
-//! (to be written)
+//! The `redis` storage plugin, exported as a dynamic library.
+storage_plugin_api::export_plugin!(storage_redis::RedisPlugin);

@@ -144,7 +144,9 @@ impl FaultyBackend {
         }
         match self.control.mode() {
             Mode::Ok => Ok(()),
-            Mode::Unavailable => Err(Error::unavailable(format!("faulty: {op} refused (injected)"))),
+            Mode::Unavailable => Err(Error::unavailable(format!(
+                "faulty: {op} refused (injected)"
+            ))),
             Mode::Fail => Err(Error::other(format!("faulty: {op} failed (injected)"))),
             Mode::Panic => panic!("faulty: injected panic in {op}"),
             Mode::Hang => std::future::pending().await,
@@ -209,7 +211,11 @@ impl Backend for FaultyBackend {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         self.enter("list").await?;
         let data = self.control.data.lock().unwrap();
-        Ok(data.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+        Ok(data
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
     }
 }
 

@@ -19,7 +19,9 @@ fn module() -> PluginModRef {
     .leak_into_prefix()
 }
 
-fn abi_stable_str(s: &'static str) -> storage_plugin_api::__private::abi_stable::std_types::RStr<'static> {
+fn abi_stable_str(
+    s: &'static str,
+) -> storage_plugin_api::__private::abi_stable::std_types::RStr<'static> {
     s.into()
 }
 
@@ -62,7 +64,9 @@ pub static ROOT: storage_plugin_api::__private::abi_stable::library::LibHeader =
     }
     // SAFETY: `root` returns a `PluginModRef`.
     unsafe {
-        storage_plugin_api::__private::abi_stable::library::LibHeader::from_constructor::<PluginModRef>(
+        storage_plugin_api::__private::abi_stable::library::LibHeader::from_constructor::<
+            PluginModRef,
+        >(
             root,
             storage_plugin_api::__private::abi_stable::library::CheckTypeLayout::Yes,
         )

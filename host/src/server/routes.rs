@@ -1,0 +1,490 @@
+//! The HTTP API's routes and handlers.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use axum::Json;
+use axum::Router;
+use axum::body::BodyDataStream;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::auth;
+use super::config::Secret;
+use super::error::{ApiError, ErrorCode};
+use super::plugins::PluginLog;
+use crate::health::Health;
+use crate::manager::StorageManager;
+use crate::plugin::PluginSource;
+use crate::policy::StoragePolicy;
+
+/// The longest key the API accepts, in bytes of UTF-8 (the durable local
+/// store's limit; other backends may have lower ones and answer `invalid_input`).
+pub const MAX_KEY_BYTES: usize = 4 * 1024;
+
+/// Keys per page of `GET /v1/kv` when the request names no `limit`.
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+
+/// The largest `limit` of `GET /v1/kv`.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// What the handlers share.
+pub(crate) struct AppState {
+    pub(crate) manager: StorageManager,
+    pub(crate) plugins: Arc<PluginLog>,
+    pub(crate) plugins_dir: Option<std::path::PathBuf>,
+    pub(crate) max_body_bytes: usize,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// The API: `/healthz` is always open; every other route needs the bearer
+/// token when one is configured.
+pub(crate) fn router(state: Arc<AppState>, token: Option<Secret>) -> Router {
+    let mut api = Router::new()
+        .route("/v1/kv", get(list_keys))
+        .route("/v1/kv/", get(empty_key).put(empty_key).delete(empty_key))
+        .route(
+            "/v1/kv/{*key}",
+            get(get_value).put(put_value).delete(delete_value),
+        )
+        .route("/v1/plugins", get(plugins))
+        .route("/v1/backends", get(backends))
+        .route("/metrics", get(metrics));
+    if let Some(token) = token {
+        api = api.layer(middleware::from_fn_with_state(token, auth::require_token));
+    }
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(api)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// One debug line per request. The path is not logged: keys may be personal data.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::debug!(%method, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::RouteNotFound,
+        "no such route; the API has /v1/kv/{key}, /v1/kv?prefix=, /v1/plugins, /v1/backends, /metrics and /healthz",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}
+
+/// A key as shown in messages: quoted, and cut short when long.
+fn show(key: &str) -> String {
+    const SHOWN: usize = 80;
+    if key.len() <= SHOWN {
+        format!("{key:?}")
+    } else {
+        let mut end = SHOWN;
+        while !key.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{:?}… ({} bytes)", &key[..end], key.len())
+    }
+}
+
+/// Checks a key (or a list prefix, which may be empty). Control characters
+/// are refused: they break line-oriented tools (`storage-host list`) and
+/// logs, and no sane key needs them.
+pub fn check_key(key: &str, what: &str) -> Result<(), ApiError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::BadKey,
+            format!(
+                "the {what} is {} bytes long; the limit is {MAX_KEY_BYTES}",
+                key.len()
+            ),
+        ));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(ApiError::new(
+            ErrorCode::BadKey,
+            format!(
+                "the {what} {} contains the control character {:?}",
+                show(key),
+                c
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn key_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(key) = path.map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadKey,
+            format!(
+                "the key in the path is not valid: {}; percent-encode it as UTF-8",
+                e.body_text()
+            ),
+        )
+    })?;
+    if key.is_empty() {
+        return Err(ApiError::new(ErrorCode::BadKey, "the key is empty"));
+    }
+    check_key(&key, "key")?;
+    Ok(key)
+}
+
+async fn empty_key() -> ApiError {
+    ApiError::new(
+        ErrorCode::BadKey,
+        "the key is empty: use /v1/kv/{key}, or GET /v1/kv to list keys",
+    )
+}
+
+async fn get_value(
+    State(s): Shared,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let key = key_of(key)?;
+    match s.manager.get(&key).await? {
+        Some(value) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )],
+            value,
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no value under the key {}", show(&key)),
+        )),
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::BodyTooLarge,
+        format!("the body is larger than the limit of {limit} bytes (max_body_size in the config)"),
+    )
+}
+
+/// How much of a refused body is still read and thrown away. A client that
+/// is still sending when the server answers and closes gets a connection
+/// reset instead of the 413 (the unread bytes make the kernel send RST):
+/// reading a bounded amount more lets ordinary clients see the answer,
+/// without letting anyone make the server read without end.
+const DRAIN_BYTES: usize = 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+async fn drain(stream: &mut BodyDataStream) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads a request body of at most `limit` bytes.
+async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = request.into_body().into_data_stream();
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        // Refused before reading; drained only when the excess is small.
+        if n - limit as u64 <= DRAIN_BYTES as u64 {
+            drain(&mut stream).await;
+        }
+        return Err(too_large(limit));
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(ErrorCode::BadRequest, format!("cannot read the body: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            drain(&mut stream).await;
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn put_value(
+    State(s): Shared,
+    key: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<StatusCode, ApiError> {
+    let key = key_of(key)?;
+    let body = read_body(request, s.max_body_bytes).await?;
+    s.manager.put(&key, body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_value(
+    State(s): Shared,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let key = key_of(key)?;
+    s.manager.delete(&key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The query of `GET /v1/kv`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct KeyPage {
+    keys: Vec<String>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
+}
+
+async fn list_keys(
+    State(s): Shared,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<KeyPage>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{}; the parameters are prefix, limit (1 to {MAX_LIST_LIMIT}) and after",
+                e.body_text()
+            ),
+        )
+    })?;
+    check_key(&q.prefix, "prefix")?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("limit must be between 1 and {MAX_LIST_LIMIT}"),
+        ));
+    }
+    // The manager lists every key under the prefix; the page is cut here.
+    // Keys come sorted, so `after` is a stable cursor across pages even
+    // while keys are added or removed.
+    let keys = s.manager.list(&q.prefix).await?;
+    let start = match &q.after {
+        Some(after) => keys.partition_point(|k| k.as_str() <= after.as_str()),
+        None => 0,
+    };
+    let rest = &keys[start..];
+    let page: Vec<String> = rest.iter().take(limit).cloned().collect();
+    let next_after = (rest.len() > limit).then(|| page.last().cloned()).flatten();
+    Ok(Json(KeyPage {
+        keys: page,
+        next_after,
+    }))
+}
+
+fn source_json(source: &PluginSource) -> (&'static str, Option<String>) {
+    match source {
+        PluginSource::InProcess => ("in_process", None),
+        PluginSource::Builtin => ("builtin", None),
+        PluginSource::Library { path, .. } => ("library", Some(path.display().to_string())),
+    }
+}
+
+async fn plugins(State(s): Shared) -> Json<Value> {
+    let loaded: Vec<Value> = s
+        .manager
+        .list_plugins()
+        .into_iter()
+        .map(|p| {
+            let (source, file) = source_json(&p.source);
+            json!({
+                "name": p.name,
+                "version": p.version,
+                "description": p.description,
+                "api_version": p.api_version,
+                "source": source,
+                "file": file,
+            })
+        })
+        .collect();
+    let (rejected, events) = s.plugins.snapshot();
+    Json(json!({
+        "plugins_dir": s.plugins_dir.as_ref().map(|d| d.display().to_string()),
+        "loaded": loaded,
+        "rejected": rejected,
+        "events": events,
+    }))
+}
+
+fn health_str(h: Health) -> &'static str {
+    match h {
+        Health::Healthy => "healthy",
+        Health::Degraded => "degraded",
+        Health::Open => "open",
+    }
+}
+
+/// A policy as the config file writes it.
+pub(crate) fn policy_json(policy: Option<&StoragePolicy>) -> Value {
+    match policy {
+        None => json!({"type": "default"}),
+        Some(StoragePolicy::AlwaysUse(b)) => json!({"type": "always_use", "backend": b}),
+        Some(StoragePolicy::FirstAvailable(l)) => json!({"type": "first_available", "backends": l}),
+        Some(StoragePolicy::PreferCache { cache, primary }) => {
+            json!({"type": "prefer_cache", "cache": cache, "primary": primary})
+        }
+        Some(StoragePolicy::Redundant(l)) => json!({"type": "redundant", "backends": l}),
+        Some(StoragePolicy::RoundRobin(l)) => json!({"type": "round_robin", "backends": l}),
+    }
+}
+
+async fn backends(State(s): Shared) -> Json<Value> {
+    let backends: Vec<Value> = s
+        .manager
+        .list_backends()
+        .into_iter()
+        .map(|b| {
+            let status = if !b.enabled {
+                "disabled"
+            } else if b.health == Health::Open {
+                "unavailable"
+            } else {
+                "serving"
+            };
+            json!({
+                "name": b.name,
+                "plugin": b.plugin,
+                "plugin_version": b.plugin_version,
+                "enabled": b.enabled,
+                "priority": b.priority,
+                "health": health_str(b.health),
+                "status": status,
+            })
+        })
+        .collect();
+    Json(json!({
+        "policy": policy_json(s.manager.policy().as_ref()),
+        "backends": backends,
+    }))
+}
+
+async fn metrics(State(s): Shared) -> Response {
+    let mut text = s.manager.metrics().await.to_prometheus();
+    // Beside the manager's counters: which backends routing can use now, and
+    // which plugin versions are loaded (changes on a hot swap).
+    let backends = s.manager.list_backends();
+    text.push_str("# HELP storage_backend_up Whether the backend is enabled and its circuit closed.\n# TYPE storage_backend_up gauge\n");
+    for b in &backends {
+        let up = u8::from(b.enabled && b.health != Health::Open);
+        let _ = writeln!(
+            text,
+            "storage_backend_up{{backend=\"{}\",plugin_version=\"{}\"}} {up}",
+            escape(&b.name),
+            escape(&b.plugin_version)
+        );
+    }
+    text.push_str("# HELP storage_plugin_info A loaded plugin and its version.\n# TYPE storage_plugin_info gauge\n");
+    for p in s.manager.list_plugins() {
+        let _ = writeln!(
+            text,
+            "storage_plugin_info{{plugin=\"{}\",version=\"{}\"}} 1",
+            escape(&p.name),
+            escape(&p.version)
+        );
+    }
+    let (rejected, _) = s.plugins.snapshot();
+    text.push_str("# HELP storage_plugin_files_rejected Plugin files whose latest version was rejected.\n# TYPE storage_plugin_files_rejected gauge\n");
+    let _ = writeln!(text, "storage_plugin_files_rejected {}", rejected.len());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// 200 while at least one enabled backend can be routed to, 503 otherwise.
+async fn healthz(State(s): Shared) -> Response {
+    let backends = s.manager.list_backends();
+    let available = backends
+        .iter()
+        .filter(|b| b.enabled && b.health != Health::Open)
+        .count();
+    if available == 0 {
+        let mut e = ApiError::new(ErrorCode::Unavailable, "no backend is available");
+        if backends.iter().all(|b| !b.enabled) {
+            e.code = ErrorCode::NoBackends;
+            e.message = "no backend is enabled".into();
+        }
+        return e.into_response();
+    }
+    Json(json!({
+        "status": "ok",
+        "backends_available": available,
+        "backends": backends.len(),
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert!(check_key("a/b c%ü", "key").is_ok());
+        assert_eq!(
+            check_key("a\nb", "key").unwrap_err().code,
+            ErrorCode::BadKey
+        );
+        assert_eq!(
+            check_key(&"k".repeat(MAX_KEY_BYTES + 1), "key")
+                .unwrap_err()
+                .code,
+            ErrorCode::BadKey
+        );
+        assert!(check_key(&"k".repeat(MAX_KEY_BYTES), "key").is_ok());
+    }
+}
