@@ -51,6 +51,7 @@ macro_rules! export_plugin {
         // (checked by a test in storage-plugin-api), and the header is built by
         // abi_stable's own constructor from our root module type, with layout
         // checking enabled.
+        /// The plugin's root module, as abi_stable's loader looks it up.
         #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
         pub static _STORAGE_PLUGIN_ROOT_MODULE: $crate::__private::abi_stable::library::LibHeader = {
             extern "C" fn __root_module() -> $crate::__private::abi_stable::library::RootModuleResult {

@@ -2,10 +2,10 @@
 //! what happens when one fails.
 //!
 //! Every policy reduces to one of three executors:
-//! - [`failover`]: try candidates in order, moving on when one is unavailable
+//! - `failover`: try candidates in order, moving on when one is unavailable
 //!   (AlwaysUse, FirstAvailable, RoundRobin, and the default policy);
-//! - [`prefer_cache`]: a cache in front of a source of truth;
-//! - [`redundant`]: write to all concurrently, read from the first that answers.
+//! - `prefer_cache`: a cache in front of a source of truth;
+//! - `redundant`: write to all concurrently, read from the first that answers.
 
 mod failover;
 mod prefer_cache;

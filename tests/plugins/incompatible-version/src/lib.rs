@@ -56,6 +56,7 @@ impl storage_plugin_api::Backend for NoBackend {
     }
 }
 
+/// The forged root module.
 // SAFETY: same construction as `export_plugin!`, with a module of the right type.
 #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
 pub static ROOT: storage_plugin_api::__private::abi_stable::library::LibHeader = {
