@@ -102,7 +102,7 @@ pub fn redact(value: &Value) -> Value {
     }
 }
 
-fn is_secret_field(name: &str) -> bool {
+pub(crate) fn is_secret_field(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [
         "key",

@@ -21,10 +21,12 @@ mod error;
 mod export;
 pub mod ffi;
 mod plugin;
+mod secret;
 
 pub use error::{Error, ErrorKind};
 pub use export::{module_of, panic_message};
 pub use plugin::{Backend, Plugin};
+pub use secret::Secret;
 
 /// The version of this crate, recorded in every plugin built against it.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

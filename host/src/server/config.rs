@@ -32,7 +32,6 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -104,27 +103,7 @@ impl ConfigError {
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
-/// A bearer token, kept out of `Debug` output and logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself; only for comparing or sending it, never for display.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use storage_plugin_api::Secret;
 
 /// Where the API's bearer token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -593,7 +572,7 @@ fn auth_config(mut t: Fields, base: &Path, warnings: &mut Vec<String>) -> Result
     t.finish()?;
     Ok(AuthConfig {
         source: Some(source),
-        token: Some(Secret(token)),
+        token: Some(Secret::new(token)),
     })
 }
 
@@ -847,21 +826,7 @@ fn indirection(field: &str, t: &Table, base: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Whether a field name suggests a secret (the same words `config::redact` hides).
-fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "key",
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "credential",
-        "auth",
-    ]
-    .iter()
-    .any(|s| name.contains(s))
-}
+use crate::config::is_secret_field as is_secret_name;
 
 /// A custom plugin's config as JSON, with `{ env }` / `{ file }` resolved.
 fn to_json(field: &str, v: Value, base: &Path, warnings: &mut Vec<String>) -> Result<Json> {

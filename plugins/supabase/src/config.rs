@@ -7,35 +7,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use storage_plugin_api::Error;
 
-/// A credential (an API key). Its `Debug` and `Display` never show it, so a
-/// configuration can be logged or put in an error message without leaking it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself. Only the code that builds request headers calls it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use storage_plugin_api::Secret;
 
 /// Configuration of a `supabase` backend, as JSON. Field names are those of
 /// the host's `StorageConfig::Supabase`:
