@@ -206,6 +206,45 @@ async fn panicking_get_is_an_error_and_the_next_op_works() {
 }
 
 #[tokio::test]
+async fn a_plugin_panicking_in_every_entry_point_never_takes_the_host_down() {
+    let manager = empty_manager();
+    manager
+        .load_plugin(plugin_library("faulty-plugin", "faulty_plugin"))
+        .unwrap();
+    manager
+        .add_backend(backend(
+            "f",
+            custom(
+                "faulty",
+                json!({"name": "dylib-all", "panic_on": ["get", "put", "delete", "list"]}),
+            ),
+        ))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let errors = [
+            manager.get("k").await.unwrap_err().to_string(),
+            manager
+                .put("k", b"v".to_vec())
+                .await
+                .unwrap_err()
+                .to_string(),
+            manager.delete("k").await.unwrap_err().to_string(),
+            manager.list("").await.unwrap_err().to_string(),
+        ];
+        for (e, op) in errors.iter().zip(["get", "put", "delete", "list"]) {
+            assert!(e.contains(&format!("panicked in {op}")), "{e}");
+        }
+    }
+    let metrics = manager.metrics().await;
+    assert_eq!((metrics.operations, metrics.errors), (8, 8));
+    // The host and other backends are unaffected.
+    manager.load_plugin(local_so()).unwrap();
+    manager.set_policy(StoragePolicy::AlwaysUse("mem".into()));
+    assert_local_works(&manager).await;
+}
+
+#[tokio::test]
 async fn bad_config_is_refused_by_the_plugin_with_the_field() {
     let manager = empty_manager();
     manager.load_plugin(local_so()).unwrap();

@@ -37,6 +37,7 @@ pub struct Control {
     mode: AtomicU8,
     delay_ms: AtomicU64,
     calls: AtomicU64,
+    hanging: AtomicU64,
     data: Mutex<BTreeMap<String, Vec<u8>>>,
 }
 
@@ -52,6 +53,10 @@ impl Control {
     /// Operations received so far.
     pub fn calls(&self) -> u64 {
         self.calls.load(SeqCst)
+    }
+    /// Operations hanging right now (a cancelled one is dropped, and leaves).
+    pub fn hanging(&self) -> u64 {
+        self.hanging.load(SeqCst)
     }
     /// The stored value of `key`, bypassing faults.
     pub fn peek(&self, key: &str) -> Option<Vec<u8>> {
@@ -149,7 +154,19 @@ impl FaultyBackend {
             ))),
             Mode::Fail => Err(Error::other(format!("faulty: {op} failed (injected)"))),
             Mode::Panic => panic!("faulty: injected panic in {op}"),
-            Mode::Hang => std::future::pending().await,
+            Mode::Hang => {
+                // Counted while pending; the guard leaves when the host drops
+                // the operation (a timeout), proving nothing is left behind.
+                struct Hanging<'a>(&'a AtomicU64);
+                impl Drop for Hanging<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, SeqCst);
+                    }
+                }
+                self.control.hanging.fetch_add(1, SeqCst);
+                let _guard = Hanging(&self.control.hanging);
+                std::future::pending().await
+            }
         }
     }
 }
