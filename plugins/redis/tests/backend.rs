@@ -414,12 +414,11 @@ async fn invalid_configurations_are_rejected_before_connecting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_private_ca() {
     use std::process::Command;
-    if common::redis_server_binary().is_none()
-        || Command::new("openssl").arg("version").output().is_err()
-    {
-        eprintln!("skipping: needs redis-server and openssl on PATH");
-        return;
-    }
+    assert!(
+        common::redis_server_binary().is_some()
+            && Command::new("openssl").arg("version").output().is_ok(),
+        "this test needs redis-server and openssl on PATH: apt-get install redis-server openssl"
+    );
     let certs = storage_test_support::TempDir::new("storage-redis-tls");
     let d = certs.path();
     let sh = |args: &[&str]| {
