@@ -103,3 +103,48 @@ mod tests {
         assert_eq!(ns.host_key(b"ns:\xff", ""), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Property tests: a listing pattern selects exactly the keys of its
+    //! namespace that start with its prefix, whatever glob characters either holds.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Redis's glob matching (`stringmatchlen`) for `*`, `?`, `[...]`, `\`.
+    fn glob(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+            Some(('?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                !s.is_empty() && s[0] == rest[0] && glob(&rest[1..], &s[1..])
+            }
+            Some(('[', rest)) => {
+                let Some(end) = rest.iter().position(|c| *c == ']') else {
+                    return !s.is_empty() && s[0] == '[' && glob(rest, &s[1..]);
+                };
+                !s.is_empty() && rest[..end].contains(&s[0]) && glob(&rest[end + 1..], &s[1..])
+            }
+            Some((c, rest)) => !s.is_empty() && s[0] == *c && glob(rest, &s[1..]),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn pattern_selects_exactly_the_prefixed_keys(
+            ns in "[a-c*?\\[\\]\\\\:]{0,4}",
+            prefix in "[a-c*?\\[\\]\\\\]{0,3}",
+            key in "[a-c*?\\[\\]\\\\]{0,5}",
+        ) {
+            let n = Namespace::new(ns.clone());
+            let pattern: Vec<char> = n.match_pattern(&prefix).chars().collect();
+            let redis_key: Vec<char> = n.redis_key(&key).chars().collect();
+            prop_assert_eq!(glob(&pattern, &redis_key), key.starts_with(&prefix), "ns {:?} prefix {:?} key {:?}", ns, prefix, key);
+            prop_assert_eq!(n.host_key(n.redis_key(&key).as_bytes(), &prefix).is_some(), key.starts_with(&prefix));
+        }
+    }
+}

@@ -213,3 +213,34 @@ mod tests {
         assert!(now_rfc3339().starts_with("20"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Property tests: whatever the key, the encoded request addresses exactly it.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_key_round_trips_and_cannot_change_the_query(key in "\\PC{0,64}|[&=,()*%\"\\/ .+#?:;!'~_-]{0,32}") {
+            let encoded = query_value(&key);
+            // Only unreserved characters and %XX escapes: nothing that could end
+            // the value, start a parameter, or be read as a space.
+            prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)), "{encoded}");
+            let decoded = percent_encoding::percent_decode_str(&encoded).decode_utf8().unwrap();
+            prop_assert_eq!(decoded.as_ref(), key.as_str());
+            // A query built from it has exactly the parameters we put in.
+            let query = format!("select=value&key=eq.{encoded}");
+            prop_assert_eq!(query.matches('&').count(), 1);
+            prop_assert_eq!(query.matches('=').count(), 2);
+        }
+
+        #[test]
+        fn bytea_round_trips(value in proptest::collection::vec(any::<u8>(), 0..512)) {
+            prop_assert_eq!(parse_bytea(&bytea_hex(&value)).unwrap(), value);
+        }
+    }
+}
