@@ -431,6 +431,16 @@ pub(crate) fn classify(f: Failure<'_>) -> SupabaseError {
             schema: f.schema.to_string(),
             detail: body.detail,
         },
+        400 if crate::retry::is_retryable_answer(f.status, f.body) => SupabaseError::Unavailable {
+            ctx,
+            status,
+            code,
+            attempts: f.attempts,
+            detail: format!(
+                "{} (without PostgREST's error body: the gateway or the server was not ready)",
+                body.detail
+            ),
+        },
         s if crate::retry::is_retryable_status(f.status) || s == 429 => {
             SupabaseError::Unavailable {
                 ctx,

@@ -20,6 +20,26 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502 | 503 | 504 | 520..=524)
 }
 
+/// Whether an answer may succeed if sent again, judging by its body too.
+///
+/// PostgREST describes every 4xx of its own with a JSON error (`code`,
+/// `message`). A 400 without one did not come from PostgREST's judgement of
+/// the request but from the path to it: seen while PostgreSQL restarted under
+/// load (tests/faults.rs). Every request this plugin sends is idempotent
+/// (upsert by key, delete by key, reads), so sending it again is safe.
+pub fn is_retryable_answer(status: StatusCode, body: &[u8]) -> bool {
+    is_retryable_status(status) || (status == StatusCode::BAD_REQUEST && !is_postgrest_error(body))
+}
+
+/// Whether `body` is PostgREST's description of an error: JSON with a
+/// non-empty `code` (a PGRST code or a PostgreSQL SQLSTATE).
+fn is_postgrest_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("code")?.as_str().map(|c| !c.is_empty()))
+        .unwrap_or(false)
+}
+
 /// Exponential backoff with jitter, bounded by `max_retries`.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -95,6 +115,25 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn anonymous_bad_requests_are_retried_postgrest_ones_are_not() {
+        assert!(is_retryable_answer(StatusCode::BAD_REQUEST, b""));
+        assert!(is_retryable_answer(
+            StatusCode::BAD_REQUEST,
+            b"<html>400 Bad Request</html>"
+        ));
+        assert!(!is_retryable_answer(
+            StatusCode::BAD_REQUEST,
+            br#"{"code":"PGRST100","message":"failed to parse filter"}"#
+        ));
+        assert!(is_retryable_answer(
+            StatusCode::BAD_REQUEST,
+            br#"{"code":null,"message":null}"#
+        ));
+        assert!(!is_retryable_answer(StatusCode::UNAUTHORIZED, b""));
+        assert!(is_retryable_answer(StatusCode::BAD_GATEWAY, b""));
+    }
 
     #[test]
     fn retryable_statuses() {

@@ -143,6 +143,26 @@ async fn retries_stop_at_max_retries_with_an_unavailable_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_without_postgrest_error_body_is_retried_as_transient() {
+    // Seen while PostgreSQL restarted under load: PostgREST describes its own
+    // 4xx in JSON, so an anonymous 400 came from the path, not the request.
+    let server = scripted(vec![
+        answer("400 Bad Request", "", ""),
+        answer("400 Bad Request", "", ""),
+        answer("400 Bad Request", "", ""),
+    ]);
+    let m = manager_for(&server, 2).await;
+    let e = storage_error(&m.get("k").await.unwrap_err());
+    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().contains("not ready"), "{e}");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        3,
+        "retried up to max_retries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_errors_and_500_are_never_retried() {
     let cases = [
         ("400 Bad Request", StorageError::InvalidInput(String::new())),

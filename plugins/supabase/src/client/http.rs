@@ -12,7 +12,7 @@ use storage_plugin_api::Error;
 
 use crate::config::{Secret, SupabaseConfig, redact_userinfo};
 use crate::error::{Ctx, Failure, KeyRef, Op, SupabaseError, classify};
-use crate::retry::{RetryPolicy, is_retryable_status, retry_after};
+use crate::retry::{RetryPolicy, is_retryable_answer, retry_after};
 
 /// A request to the backend's table, minus what every request shares.
 pub(crate) struct Request {
@@ -154,7 +154,13 @@ impl RestClient {
             match self.attempt(req).await {
                 Ok(answer) if answer.status.is_success() => return Ok(answer),
                 Ok(answer) => {
-                    if is_retryable_status(answer.status) {
+                    if is_retryable_answer(answer.status, &answer.body) {
+                        if answer.status == reqwest::StatusCode::BAD_REQUEST {
+                            tracing::debug!(
+                                body = %String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)]),
+                                "supabase: 400 without a PostgREST error body, treated as transient"
+                            );
+                        }
                         let wait = self.retry.delay(attempt, retry_after(&answer.headers));
                         if let Some(wait) = wait {
                             tracing::warn!(
