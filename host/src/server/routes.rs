@@ -95,18 +95,9 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// A key as shown in messages: quoted, and cut short when long.
+/// A key as shown in messages: the manager's own rendering (quoted, cut short when long).
 fn show(key: &str) -> String {
-    const SHOWN: usize = 80;
-    if key.len() <= SHOWN {
-        format!("{key:?}")
-    } else {
-        let mut end = SHOWN;
-        while !key.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{:?}… ({} bytes)", &key[..end], key.len())
-    }
+    crate::error::KeyRef::new(key).to_string()
 }
 
 /// Checks a key (or a list prefix, which may be empty). Control characters
