@@ -4,6 +4,8 @@
 # load, and run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A CI run builds once: incremental-compilation caches would only cost disk.
+export CARGO_INCREMENTAL=0
 
 scripts/services.sh
 
