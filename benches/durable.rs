@@ -3,7 +3,9 @@
 //! - (a) one durable put at a time vs raw redb, one commit per insert
 //!   (target: ratio >= 0.8);
 //! - (b) 64 concurrent writers (group commit) vs (a) (target: >= 10x);
-//! - (c) gets vs raw redb reads (target: ratio >= 0.7).
+//! - (c) gets vs raw redb reads (target: ratio >= 0.7);
+//! - (d) a `list_page` of 100 keys vs a full `list` of the preloaded store
+//!   (a page's cost is bounded by its size, not the store's).
 //!
 //! Both sides use the same redb version, the same page cache size
 //! ([`storage_local::CACHE_SIZE`]), the same key and value sizes, and files on
@@ -235,6 +237,47 @@ fn gets(c: &mut Criterion, tmp: &Path) {
     rt.block_on(local.shutdown()).unwrap();
 }
 
+/// A page of 100 keys against the full listing it bounds, over the
+/// preloaded store: `list_page` reads `limit + 1` keys, `list` every key.
+fn listing(c: &mut Criterion, tmp: &Path) {
+    let rt = runtime(2);
+    let raw = raw_db(tmp);
+    let local = Arc::new(rt.block_on(local_store(tmp)));
+    preload(&rt, &raw, &local);
+    let mut g = c.benchmark_group("durable_list");
+    g.sample_size(SAMPLES);
+    g.bench_function("list_page_100", |b| {
+        b.iter_custom(|iters| {
+            let t = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let page = local.list_page("", None, 100).await.unwrap();
+                    assert_eq!(black_box(page).keys.len(), 100);
+                }
+                start.elapsed()
+            });
+            RECORD.add("list_page_100", t, iters);
+            t
+        })
+    });
+    g.bench_function("list_all", |b| {
+        b.iter_custom(|iters| {
+            let t = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let keys = local.list("").await.unwrap();
+                    assert_eq!(black_box(keys).len() as u64, PRELOADED);
+                }
+                start.elapsed()
+            });
+            RECORD.add("list_all", t, iters);
+            t
+        })
+    });
+    g.finish();
+    rt.block_on(local.shutdown()).unwrap();
+}
+
 /// The ratios, from interleaved rounds: criterion measures one benchmark
 /// after another, and on a shared machine the load (other builds, their
 /// fsyncs) changes between them, which skews a ratio of two criterion means.
@@ -365,10 +408,11 @@ type Group = fn(&mut Criterion, &Path);
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let tmp = TempDir::new("durable-bench");
-    let groups: [(&str, Group); 3] = [
+    let groups: [(&str, Group); 4] = [
         ("serial", serial_puts),
         ("concurrent", concurrent_puts),
         ("get", gets),
+        ("list", listing),
     ];
     for (name, group) in groups {
         // Fresh files per group, so one group's data does not slow another.

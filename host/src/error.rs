@@ -113,6 +113,9 @@ pub enum ManagerError {
         /// Backends where it failed, and why.
         failures: Vec<BackendFailure>,
     },
+    /// The request itself is invalid (a page `limit` out of bounds).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// A plugin error while adding or swapping a backend.
     #[error(transparent)]
     Plugin(#[from] PluginError),

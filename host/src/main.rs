@@ -234,15 +234,7 @@ fn one_shot(path: &Path, op: OneShot) -> Result<ExitCode, ExitCode> {
             }),
             OneShot::Put(key, value) => m.put(&key, value).await.map(|()| ExitCode::SUCCESS),
             OneShot::Delete(key) => m.delete(&key).await.map(|()| ExitCode::SUCCESS),
-            OneShot::List(prefix) => m.list(&prefix).await.map(|keys| {
-                let mut out = std::io::stdout().lock();
-                for k in keys {
-                    if writeln!(out, "{k}").is_err() {
-                        return ExitCode::from(2);
-                    }
-                }
-                ExitCode::SUCCESS
-            }),
+            OneShot::List(prefix) => list_keys(m, &prefix).await,
         };
         // Flush durable stores before exiting, whatever happened.
         host.shutdown().await;
@@ -251,6 +243,29 @@ fn one_shot(path: &Path, op: OneShot) -> Result<ExitCode, ExitCode> {
             ExitCode::from(2)
         })
     })
+}
+
+/// Prints every key under `prefix`, one page at a time: memory stays
+/// bounded by a page however many keys match.
+async fn list_keys(
+    m: &storage_host::StorageManager,
+    prefix: &str,
+) -> Result<ExitCode, storage_host::ManagerError> {
+    const PAGE: usize = 1000;
+    let mut after: Option<String> = None;
+    loop {
+        let page = m.list_page(prefix, after.as_deref(), PAGE).await?;
+        let mut out = std::io::stdout().lock();
+        for k in &page.keys {
+            if writeln!(out, "{k}").is_err() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        match page.next_after() {
+            Some(last) => after = Some(last.to_owned()),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }
 
 fn plugins(command: PluginsCommand, verbose: bool) -> ExitCode {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use storage_plugin_api::ErrorKind;
+pub use storage_plugin_api::KeyPage;
 
 /// An error from one backend operation.
 ///
@@ -89,7 +90,7 @@ impl From<storage_plugin_api::Error> for StorageError {
 /// A key-value store of byte values.
 ///
 /// Implement the three required methods for a minimal backend; `list`,
-/// `shutdown` and `export_state` have defaults.
+/// `list_page`, `shutdown` and `export_state` have defaults.
 #[async_trait]
 pub trait Storage: Send + Sync {
     /// Reads `key`; `Ok(None)` when it does not exist.
@@ -107,6 +108,21 @@ pub trait Storage: Send + Sync {
         Err(StorageError::Unsupported(
             "this backend cannot list keys".into(),
         ))
+    }
+
+    /// Up to `limit` keys starting with `prefix` that sort after `after`,
+    /// ascending, and whether more follow (see [`KeyPage`]). The manager
+    /// never asks for `limit == 0`.
+    ///
+    /// The default cuts the page out of [`list`](Storage::list); override it
+    /// when the backend can read one page without reading every key.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, StorageError> {
+        Ok(KeyPage::cut(self.list(prefix).await?, after, limit))
     }
 
     /// Releases the backend's resources. Called once, after the last operation.

@@ -22,7 +22,8 @@ use async_ffi::FutureExt as _;
 use futures_util::FutureExt as _;
 
 use crate::ffi::{
-    BackendBox, FfiBackend, FfiBackend_TO, FfiBorrowed, FfiResult, PluginMod, PluginModRef,
+    BackendBox, FfiBackend, FfiBackend_TO, FfiBorrowed, FfiKeyPage, FfiResult, PluginMod,
+    PluginModRef,
 };
 use crate::{Backend, Error, Plugin};
 
@@ -94,6 +95,24 @@ impl<B: Backend> FfiBackend for Exported<B> {
         guarded("list", async move {
             let keys = b.list(prefix.as_str()).await?;
             Ok(keys.into_iter().map(RString::from).collect())
+        })
+    }
+
+    fn list_page(
+        &self,
+        prefix: RString,
+        after: ROption<RString>,
+        limit: u64,
+    ) -> FfiBorrowed<'_, FfiKeyPage> {
+        let b = &self.0;
+        guarded("list_page", async move {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let after = after.as_ref().map(RString::as_str).into_option();
+            let page = b.list_page(prefix.as_str(), after, limit).await?;
+            Ok(FfiKeyPage {
+                keys: page.keys.into_iter().map(RString::from).collect(),
+                more: page.more,
+            })
         })
     }
 

@@ -54,6 +54,35 @@ pub trait FfiBackend: Send + Sync {
     fn export_state(&self) -> FfiBorrowed<'_, ROption<RVec<u8>>> {
         async_ffi::FutureExt::into_ffi(async { RResult::ROk(ROption::RNone) })
     }
+
+    /// See [`Backend::list_page`](crate::Backend::list_page). A backend from
+    /// a plugin built before paged listing answers
+    /// [`LIST_PAGE_UNSUPPORTED`]; the host then cuts the page out of `list`.
+    fn list_page(
+        &self,
+        prefix: RString,
+        after: ROption<RString>,
+        limit: u64,
+    ) -> FfiBorrowed<'_, FfiKeyPage> {
+        let _ = (prefix, after, limit);
+        async_ffi::FutureExt::into_ffi(async {
+            RResult::RErr(Error::unsupported(LIST_PAGE_UNSUPPORTED))
+        })
+    }
+}
+
+/// The message of the `Unsupported` error a backend without
+/// [`FfiBackend::list_page`] answers (the host falls back to `list`).
+pub const LIST_PAGE_UNSUPPORTED: &str = "list_page is not implemented by this plugin's build";
+
+/// [`KeyPage`](crate::KeyPage) across the boundary.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default)]
+pub struct FfiKeyPage {
+    /// The page's keys, ascending.
+    pub keys: RVec<RString>,
+    /// Whether more keys follow the last one.
+    pub more: bool,
 }
 
 /// An owned, type-erased backend instance.

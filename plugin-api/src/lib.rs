@@ -20,11 +20,13 @@
 mod error;
 mod export;
 pub mod ffi;
+mod page;
 mod plugin;
 mod secret;
 
 pub use error::{Error, ErrorKind};
 pub use export::{module_of, panic_message};
+pub use page::KeyPage;
 pub use plugin::{Backend, Plugin};
 pub use secret::Secret;
 

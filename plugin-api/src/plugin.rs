@@ -7,7 +7,7 @@ use std::future::Future;
 
 use serde::de::DeserializeOwned;
 
-use crate::Error;
+use crate::{Error, KeyPage};
 
 /// A storage plugin: metadata plus a factory of [`Backend`]s.
 ///
@@ -101,6 +101,22 @@ pub trait Backend: Send + Sync + 'static {
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, Error>> + Send {
         let _ = prefix;
         async { Err(Error::unsupported("this backend cannot list keys")) }
+    }
+
+    /// Up to `limit` keys starting with `prefix` that sort after `after` (all
+    /// of them from the beginning when `after` is `None`), ascending, and
+    /// whether more follow: a listing whose memory is bounded by `limit`.
+    ///
+    /// The default cuts the page out of [`list`](Backend::list); a backend
+    /// with an ordered index should read only the page (see
+    /// [`KeyPage::from_overfetch`]). The host never asks for `limit == 0`.
+    fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<KeyPage, Error>> + Send {
+        async move { Ok(KeyPage::cut(self.list(prefix).await?, after, limit)) }
     }
 
     /// Releases resources (flushes, closes connections, drops file locks).

@@ -22,7 +22,12 @@ use crate::metrics::{ManagerMetrics, StorageMetrics};
 use crate::plugin::{PluginError, PluginInfo, StoragePlugin};
 use crate::policy::{self, Backends, Ctx, Req, StoragePolicy};
 use crate::registry::StorageRegistry;
+use crate::storage::KeyPage;
 use slot::{Instance, Out, Slot};
+
+/// The most keys one [`StorageManager::list_page`] returns: a page is held
+/// in memory whole (and, over the HTTP API, sent as one response).
+pub const MAX_LIST_PAGE: usize = 10_000;
 
 /// The default bound on one backend operation.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -312,11 +317,38 @@ impl StorageManager {
         self.execute(Req::Delete(key)).await.map(|_| ())
     }
 
-    /// The keys starting with `prefix`, in ascending order.
+    /// The keys starting with `prefix`, in ascending order: all of them, in
+    /// one vector. For a listing whose memory is bounded, page through it
+    /// with [`list_page`](Self::list_page).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ManagerError> {
         match self.execute(Req::List(prefix)).await? {
             Out::Keys(k) => Ok(k),
             _ => unreachable!("list answers keys"),
+        }
+    }
+
+    /// Up to `limit` keys starting with `prefix` that sort after `after`
+    /// (from the first when `after` is `None`), ascending, and whether more
+    /// follow. Pass the page's [`next_after`](KeyPage::next_after) as
+    /// `after` to get the next one: the cursor is a key, so paging stays
+    /// correct while keys come and go. Routed like [`list`](Self::list).
+    ///
+    /// `limit` must be between 1 and [`MAX_LIST_PAGE`]; anything else is
+    /// [`ManagerError::InvalidRequest`], before any backend is asked.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, ManagerError> {
+        if limit == 0 || limit > MAX_LIST_PAGE {
+            return Err(ManagerError::InvalidRequest(format!(
+                "list page limit {limit} is out of bounds: ask for 1 to {MAX_LIST_PAGE} keys per page"
+            )));
+        }
+        match self.execute(Req::ListPage(prefix, after, limit)).await? {
+            Out::Page(p) => Ok(p),
+            _ => unreachable!("list_page answers a page"),
         }
     }
 

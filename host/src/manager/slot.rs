@@ -12,7 +12,7 @@ use crate::config::BackendConfig;
 use crate::health::{Breaker, Health};
 use crate::metrics::BackendMetrics;
 use crate::plugin::StoragePlugin;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{KeyPage, Storage, StorageError};
 
 /// A live backend instance and the plugin that made it.
 pub(crate) struct Instance {
@@ -35,6 +35,7 @@ pub(crate) enum Op<'a> {
     Put(&'a str, Vec<u8>),
     Delete(&'a str),
     List(&'a str),
+    ListPage(&'a str, Option<&'a str>, usize),
 }
 
 /// What a backend answered.
@@ -42,6 +43,7 @@ pub(crate) enum Out {
     Value(Option<Vec<u8>>),
     Done,
     Keys(Vec<String>),
+    Page(KeyPage),
 }
 
 impl Slot {
@@ -81,6 +83,9 @@ impl Slot {
                 Op::Put(k, v) => storage.put(k, v).await.map(|()| Out::Done),
                 Op::Delete(k) => storage.delete(k).await.map(|()| Out::Done),
                 Op::List(p) => storage.list(p).await.map(Out::Keys),
+                Op::ListPage(p, after, limit) => {
+                    storage.list_page(p, after, limit).await.map(Out::Page)
+                }
             }
         };
         // Most operations on local backends are ready at the first poll:
@@ -139,6 +144,19 @@ impl Slot {
         match self.run(Op::List(prefix), t).await? {
             Out::Keys(k) => Ok(k),
             _ => unreachable!("list answers keys"),
+        }
+    }
+
+    pub(crate) async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        t: Duration,
+    ) -> Result<KeyPage, StorageError> {
+        match self.run(Op::ListPage(prefix, after, limit), t).await? {
+            Out::Page(p) => Ok(p),
+            _ => unreachable!("list_page answers a page"),
         }
     }
 }

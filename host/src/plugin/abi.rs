@@ -5,11 +5,12 @@
 
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use async_trait::async_trait;
-use storage_plugin_api::ffi::{BackendBox, PluginModRef};
+use storage_plugin_api::ErrorKind;
+use storage_plugin_api::ffi::{BackendBox, LIST_PAGE_UNSUPPORTED, PluginModRef};
 
 use super::{PluginError, PluginSource, StoragePlugin};
 use crate::config::StorageConfig;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{KeyPage, Storage, StorageError};
 
 /// A plugin reached through its ABI-stable root module.
 #[derive(Clone)]
@@ -143,6 +144,35 @@ impl Storage for AbiStorage {
         Ok(keys.into_iter().map(RString::into_string).collect())
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, StorageError> {
+        let answer = self
+            .backend
+            .list_page(
+                RString::from(prefix),
+                after.map(RString::from).into(),
+                limit as u64,
+            )
+            .await;
+        match answer {
+            RResult::ROk(page) => Ok(KeyPage {
+                keys: page.keys.into_iter().map(RString::into_string).collect(),
+                more: page.more,
+            }),
+            // A plugin built before paged listing: cut the page out of `list`.
+            RResult::RErr(e)
+                if e.kind() == ErrorKind::Unsupported && e.message() == LIST_PAGE_UNSUPPORTED =>
+            {
+                Ok(KeyPage::cut(self.list(prefix).await?, after, limit))
+            }
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
     async fn shutdown(&self) -> Result<(), StorageError> {
         result(self.backend.shutdown().await)
     }
@@ -150,5 +180,63 @@ impl Storage for AbiStorage {
     async fn export_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
         let v = result(self.backend.export_state().await)?;
         Ok(v.into_option().map(RVec::into_vec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use abi_stable::sabi_trait::TD_Opaque;
+    use abi_stable::std_types::{RBox, ROption};
+    use async_ffi::FutureExt as _;
+    use storage_plugin_api::ffi::{FfiBackend, FfiBackend_TO, FfiBorrowed};
+
+    use super::*;
+
+    /// A backend as a plugin built before `list_page` existed exports it:
+    /// only the first methods, so `list_page` is the interface's default.
+    struct OldBackend(Vec<&'static str>);
+
+    fn ready<T: Send + 'static>(v: T) -> FfiBorrowed<'static, T> {
+        async move { RResult::ROk(v) }.into_ffi()
+    }
+
+    impl FfiBackend for OldBackend {
+        fn get(&self, _: RString) -> FfiBorrowed<'_, ROption<RVec<u8>>> {
+            ready(ROption::RNone)
+        }
+        fn put(&self, _: RString, _: RVec<u8>) -> FfiBorrowed<'_, ()> {
+            ready(())
+        }
+        fn delete(&self, _: RString) -> FfiBorrowed<'_, ()> {
+            ready(())
+        }
+        fn list(&self, prefix: RString) -> FfiBorrowed<'_, RVec<RString>> {
+            let keys = self
+                .0
+                .iter()
+                .filter(|k| k.starts_with(prefix.as_str()))
+                .map(|k| RString::from(*k))
+                .collect();
+            ready(keys)
+        }
+        fn shutdown(&self) -> FfiBorrowed<'_, ()> {
+            ready(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_without_list_page_is_paged_from_its_list() {
+        let storage = AbiStorage {
+            backend: FfiBackend_TO::from_ptr(
+                RBox::new(OldBackend(vec!["a/1", "a/2", "a/3", "b/1"])),
+                TD_Opaque,
+            ),
+        };
+        let first = storage.list_page("a/", None, 2).await.unwrap();
+        assert_eq!(first.keys, ["a/1", "a/2"]);
+        assert_eq!(first.next_after(), Some("a/2"));
+        let second = storage.list_page("a/", Some("a/2"), 2).await.unwrap();
+        assert_eq!(second.keys, ["a/3"]);
+        assert!(!second.more);
     }
 }

@@ -105,6 +105,7 @@ pub(crate) enum Req<'a> {
     Put(&'a str, Vec<u8>),
     Delete(&'a str),
     List(&'a str),
+    ListPage(&'a str, Option<&'a str>, usize),
 }
 
 impl<'a> Req<'a> {
@@ -113,13 +114,15 @@ impl<'a> Req<'a> {
             Req::Get(_) => "get",
             Req::Put(..) => "put",
             Req::Delete(_) => "delete",
-            Req::List(_) => "list",
+            Req::List(_) | Req::ListPage(..) => "list",
         }
     }
 
     pub(crate) fn key(&self) -> &'a str {
         match self {
-            Req::Get(k) | Req::Put(k, _) | Req::Delete(k) | Req::List(k) => k,
+            Req::Get(k) | Req::Put(k, _) | Req::Delete(k) | Req::List(k) | Req::ListPage(k, ..) => {
+                k
+            }
         }
     }
 
@@ -131,6 +134,7 @@ impl<'a> Req<'a> {
             Req::Put(k, v) => Op::Put(k, if last { std::mem::take(v) } else { v.clone() }),
             Req::Delete(k) => Op::Delete(k),
             Req::List(k) => Op::List(k),
+            Req::ListPage(k, after, limit) => Op::ListPage(k, *after, *limit),
         }
     }
 }

@@ -19,10 +19,10 @@ pub(crate) async fn run(
     // its entries expire (as when a cache write fails), which is logged.
     let cache = cache.filter(|c| {
         let allowed = c.breaker.allow();
-        if !allowed && !matches!(req, Req::Get(_) | Req::List(_)) {
+        if !allowed && !matches!(req, Req::Get(_) | Req::List(_) | Req::ListPage(..)) {
             tracing::warn!(backend = %c.name(), "cache skipped (circuit open); it may serve a stale value for this key until it expires");
         }
-        allowed || matches!(req, Req::List(_))
+        allowed || matches!(req, Req::List(_) | Req::ListPage(..))
     });
     let fail = |op: &'static str, key: &str, e| ManagerError::StorageOperation {
         backend: primary.name().to_string(),
@@ -86,6 +86,11 @@ pub(crate) async fn run(
             .list(prefix, t)
             .await
             .map(Out::Keys)
+            .map_err(|e| fail("list", prefix, e)),
+        Req::ListPage(prefix, after, limit) => primary
+            .list_page(prefix, after, limit, t)
+            .await
+            .map(Out::Page)
             .map_err(|e| fail("list", prefix, e)),
     }
 }

@@ -35,11 +35,18 @@ pub(crate) async fn run(ctx: &Ctx<'_>, slots: &[&Slot], req: Req<'_>) -> Result<
                 })
             }
         }
-        Req::List(prefix) => {
+        Req::List(prefix) | Req::ListPage(prefix, ..) => {
             let mut failures = Vec::new();
             for slot in slots {
-                match slot.list(prefix, ctx.timeout).await {
-                    Ok(keys) => return Ok(Out::Keys(keys)),
+                let answer = match req {
+                    Req::ListPage(_, after, limit) => slot
+                        .list_page(prefix, after, limit, ctx.timeout)
+                        .await
+                        .map(Out::Page),
+                    _ => slot.list(prefix, ctx.timeout).await.map(Out::Keys),
+                };
+                match answer {
+                    Ok(out) => return Ok(out),
                     Err(error) => failures.push(BackendFailure {
                         backend: slot.name().to_string(),
                         error,

@@ -141,6 +141,7 @@ impl From<ManagerError> for ApiError {
                 }
             }
             ManagerError::PartialWrite { .. } => ErrorCode::PartialWrite,
+            ManagerError::InvalidRequest(_) => ErrorCode::InvalidInput,
             // A policy naming a backend that is not there, a plugin fault:
             // nothing the client did.
             _ => ErrorCode::Internal,

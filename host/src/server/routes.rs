@@ -34,8 +34,8 @@ pub const MAX_KEY_BYTES: usize = 4 * 1024;
 /// Keys per page of `GET /v1/kv` when the request names no `limit`.
 pub const DEFAULT_LIST_LIMIT: usize = 1000;
 
-/// The largest `limit` of `GET /v1/kv`.
-pub const MAX_LIST_LIMIT: usize = 10_000;
+/// The largest `limit` of `GET /v1/kv`: the manager's page bound.
+pub const MAX_LIST_LIMIT: usize = crate::manager::MAX_LIST_PAGE;
 
 /// What the handlers share.
 pub(crate) struct AppState {
@@ -289,19 +289,16 @@ async fn list_keys(
             format!("limit must be between 1 and {MAX_LIST_LIMIT}"),
         ));
     }
-    // The manager lists every key under the prefix; the page is cut here.
-    // Keys come sorted, so `after` is a stable cursor across pages even
-    // while keys are added or removed.
-    let keys = s.manager.list(&q.prefix).await?;
-    let start = match &q.after {
-        Some(after) => keys.partition_point(|k| k.as_str() <= after.as_str()),
-        None => 0,
-    };
-    let rest = &keys[start..];
-    let page: Vec<String> = rest.iter().take(limit).cloned().collect();
-    let next_after = (rest.len() > limit).then(|| page.last().cloned()).flatten();
+    // Only the page is read (by backends that can; others cut it out of
+    // a full listing). `after` is a key, so it stays a correct cursor while
+    // keys are added or removed.
+    let page = s
+        .manager
+        .list_page(&q.prefix, q.after.as_deref(), limit)
+        .await?;
+    let next_after = page.next_after().map(str::to_owned);
     Ok(Json(KeyPage {
-        keys: page,
+        keys: page.keys,
         next_after,
     }))
 }

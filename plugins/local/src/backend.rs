@@ -1,4 +1,4 @@
-use storage_plugin_api::{Backend, Error};
+use storage_plugin_api::{Backend, Error, KeyPage};
 
 use crate::{DurableBackend, DurableOptions, LocalConfig, MemoryBackend};
 
@@ -62,6 +62,18 @@ impl Backend for LocalBackend {
         match self {
             LocalBackend::Memory(m) => Ok(m.list(prefix)),
             LocalBackend::Durable(d) => d.list(prefix).await,
+        }
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, Error> {
+        match self {
+            LocalBackend::Memory(m) => Ok(m.list_page(prefix, after, limit)),
+            LocalBackend::Durable(d) => d.list_page(prefix, after, limit).await,
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::config::{RedisConfig, Secrets};
 use crate::error::{self, Class, Context};
 use crate::keys::Namespace;
+use crate::limits;
 use crate::runtime;
 
 /// Keys asked for per `SCAN` round trip (a hint to the server).
@@ -27,8 +28,10 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// A `redis` backend instance.
 ///
 /// Created by [`RedisPlugin::create`](crate::RedisPlugin); cheap to share.
-/// Every operation runs on the plugin's own runtime and is bounded by
-/// `timeout_ms`.
+/// Every operation first checks the key and value against
+/// [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) and [`MAX_VALUE_LEN`](crate::MAX_VALUE_LEN)
+/// (a refusal sends nothing), then runs on the plugin's own runtime,
+/// bounded by `timeout_ms`.
 pub struct RedisBackend {
     shared: Arc<Shared>,
 }
@@ -238,6 +241,12 @@ impl Shared {
                 }
                 continue;
             }
+            if e.is_timeout() {
+                // The connection attempt's own bound (also `timeout_ms`)
+                // fired rather than the operation's: the same story for the
+                // reader, told the same way.
+                return Err(error::timed_out(&ctx, self.timeout));
+            }
             let err = error::from_redis(&e, &ctx);
             return Err(Error::new(err.kind(), self.secrets.scrub(err.message())));
         }
@@ -287,6 +296,7 @@ fn backoff(attempts: u32) -> Duration {
 
 impl Backend for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        limits::check_key("get", key)?;
         let s = &self.shared;
         let mut cmd = redis::cmd("GET");
         cmd.arg(s.ns.redis_key(key));
@@ -294,6 +304,8 @@ impl Backend for RedisBackend {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error> {
+        limits::check_key("put", key)?;
+        limits::check_value(key, value.len())?;
         let s = &self.shared;
         let mut cmd = redis::cmd("SET");
         cmd.arg(s.ns.redis_key(key)).arg(&value[..]);
@@ -304,6 +316,7 @@ impl Backend for RedisBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<(), Error> {
+        limits::check_key("delete", key)?;
         let s = &self.shared;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(s.ns.redis_key(key));
@@ -311,6 +324,7 @@ impl Backend for RedisBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        limits::check_key("list", prefix)?;
         let prefix = prefix.to_owned();
         let s = Arc::clone(&self.shared);
         // Spawned: a large listing sorts many keys, which must not run on a

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use storage_plugin_api::Error;
 
+use crate::limits::MAX_KEY_PREFIX_LEN;
+
 /// The default bound on one operation, retries included.
 pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
 /// The default number of retries after a retryable failure.
@@ -37,6 +39,8 @@ pub struct RedisConfig {
     pub url: String,
     /// Prepended to every key, so that several backends (or applications)
     /// share one database without seeing each other's keys. Listing strips it.
+    /// At most [`MAX_KEY_PREFIX_LEN`] bytes; it does not count against
+    /// [`MAX_KEY_LEN`](crate::MAX_KEY_LEN).
     #[serde(default)]
     pub key_prefix: String,
     /// When set, every put expires after this many seconds (`SET ... EX`):
@@ -44,7 +48,12 @@ pub struct RedisConfig {
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
     /// Bound on one operation in milliseconds, connecting and retries
-    /// included. Also bounds each connection attempt.
+    /// included: `get`, `put`, `delete`, the whole `SCAN` walk of `list`, and
+    /// the `PING` of `create`. Also bounds each connection attempt on its own
+    /// (DNS, TCP, TLS and the `HELLO`/`AUTH`/`SELECT` handshake), including
+    /// the reconnects the connection makes by itself. An operation that runs
+    /// out of it is [`ErrorKind::Unavailable`](storage_plugin_api::ErrorKind::Unavailable)
+    /// saying so. 1 to [`MAX_TIMEOUT_MS`].
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Retries after a retryable failure (dropped connection, `LOADING`,
@@ -122,6 +131,12 @@ impl RedisConfig {
                 "redis: `url` {} is not usable: {e}; expected redis://[user:password@]host[:port][/db], rediss://... or redis+unix:///path/to/socket",
                 self.redacted_url()
             ))));
+        }
+        if self.key_prefix.len() > MAX_KEY_PREFIX_LEN {
+            return Err(Error::invalid_config(format!(
+                "redis: `key_prefix` is {} bytes long; use at most {MAX_KEY_PREFIX_LEN} bytes (it is sent with every key)",
+                self.key_prefix.len()
+            )));
         }
         if self.ttl_seconds == Some(0) {
             return Err(Error::invalid_config(
@@ -300,6 +315,21 @@ mod tests {
                 ..RedisConfig::new("redis://h")
             },
             "max_retries",
+        );
+        bad(
+            RedisConfig {
+                key_prefix: "p".repeat(MAX_KEY_PREFIX_LEN + 1),
+                ..RedisConfig::new("redis://h")
+            },
+            "`key_prefix` is 1025 bytes long",
+        );
+        assert!(
+            RedisConfig {
+                key_prefix: "p".repeat(MAX_KEY_PREFIX_LEN),
+                ..RedisConfig::new("redis://h")
+            }
+            .validate()
+            .is_ok()
         );
         bad(
             RedisConfig {

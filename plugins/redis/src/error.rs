@@ -93,8 +93,9 @@ impl Context<'_> {
     }
 }
 
-/// A key as shown in messages: quoted, cut short when very long.
-fn quoted(key: &str) -> String {
+/// A key as shown in messages: quoted (escaped like a Rust string), cut
+/// short when very long.
+pub(crate) fn quoted(key: &str) -> String {
     const MAX: usize = 120;
     if key.len() <= MAX {
         return format!("{key:?}");

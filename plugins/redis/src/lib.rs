@@ -18,6 +18,12 @@
 //!   escaped, strips the namespace prefix and returns the keys sorted.
 //!   SCAN visits the whole database, so listing is O(keys in the database):
 //!   fine for a cache, slow on a huge shared database.
+//! - Keys are limited to [`MAX_KEY_LEN`] bytes (4 KiB, not counting
+//!   `key_prefix`, itself at most [`MAX_KEY_PREFIX_LEN`]) and values to
+//!   [`MAX_VALUE_LEN`] bytes (64 MiB); both are checked before anything is
+//!   sent, and a refusal is
+//!   [`ErrorKind::InvalidInput`](storage_plugin_api::ErrorKind::InvalidInput)
+//!   naming the key and the limit (see the `limits` module for why these numbers).
 //!
 //! This crate holds the logic; `cdylib/` beside it exports it as a loadable
 //! library (`storage_plugin_api::export_plugin!(storage_redis::RedisPlugin)`).
@@ -29,6 +35,7 @@ mod backend;
 mod config;
 mod error;
 mod keys;
+mod limits;
 mod runtime;
 
 pub use backend::RedisBackend;
@@ -36,6 +43,7 @@ pub use config::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, MAX_RETRIES, MAX_TIMEOUT_MS, RedisConfig, redact_url,
 };
 pub use keys::{Namespace, escape_glob};
+pub use limits::{MAX_KEY_LEN, MAX_KEY_PREFIX_LEN, MAX_VALUE_LEN};
 
 use storage_plugin_api::{Error, Plugin};
 

@@ -383,14 +383,34 @@ async fn hung_server_times_out_as_unavailable() {
         took < Duration::from_secs(2),
         "create is bounded by timeout_ms, took {took:?}"
     );
-    let (r, took) = timed(b.put("k", b"v".to_vec())).await;
-    let e = r.expect_err("no answer");
-    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
-    assert!(e.message().contains("put of key \"k\""), "{e}");
-    assert!(
-        took < Duration::from_secs(2),
-        "bounded by timeout_ms, took {took:?}"
-    );
+    // Every operation, the SCAN loop of list included, ends at timeout_ms
+    // with a message that says which operation and what to do.
+    let ops = [
+        ("put of key \"k\"", timed(b.put("k", b"v".to_vec())).await),
+        (
+            "get of key \"k\"",
+            timed(async { b.get("k").await.map(drop) }).await,
+        ),
+        ("delete of key \"k\"", timed(b.delete("k")).await),
+        (
+            "list of keys starting with \"p\"",
+            timed(async { b.list("p").await.map(drop) }).await,
+        ),
+    ];
+    for (what, (r, took)) in ops {
+        let e = r.expect_err("no answer");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(e.message().contains(what), "{e}");
+        assert!(
+            e.message().contains("did not finish within 300 ms")
+                && e.message().contains("raise `timeout_ms`"),
+            "{e}"
+        );
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "{what}: bounded by timeout_ms, took {took:?}"
+        );
+    }
     drop(listener);
 }
 

@@ -6,11 +6,13 @@ use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{CONTENT_RANGE, HeaderMap};
 use serde::{Deserialize, Serialize};
-use storage_plugin_api::{Backend, Error};
+use storage_plugin_api::{Backend, Error, KeyPage};
 
 use crate::client::{Answer, Request, RestClient};
 use crate::config::SupabaseConfig;
-use crate::encoding::{bytea_hex, check_key, like_prefix, now_rfc3339, parse_bytea, query_value};
+use crate::encoding::{
+    MAX_VALUE_BYTES, bytea_hex, check_key, like_prefix, now_rfc3339, parse_bytea, query_value,
+};
 use crate::error::{Op, SupabaseError};
 use crate::runtime;
 
@@ -126,6 +128,12 @@ async fn get(client: &RestClient, key: &str) -> Result<Option<Vec<u8>>, Supabase
 
 async fn put(client: &RestClient, key: &str, value: &[u8]) -> Result<(), SupabaseError> {
     invalid_key(client, Op::Put, key)?;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(SupabaseError::ValueTooLarge {
+            ctx: client.ctx(Op::Put, key),
+            len: value.len(),
+        });
+    }
     let row = PutRow {
         key,
         value: bytea_hex(value),
@@ -181,18 +189,48 @@ async fn delete(client: &RestClient, key: &str) -> Result<(), SupabaseError> {
 }
 
 async fn list(client: &RestClient, prefix: &str) -> Result<Vec<String>, SupabaseError> {
+    scan(client, prefix, None, None).await
+}
+
+async fn list_page(
+    client: &RestClient,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<KeyPage, SupabaseError> {
+    // One key past the page tells whether more follow.
+    let keys = scan(client, prefix, after, Some(limit.saturating_add(1))).await?;
+    Ok(KeyPage::from_overfetch(keys, limit))
+}
+
+/// The keys starting with `prefix` that sort after `after`, in key order:
+/// all of them, or the first `want`.
+async fn scan(
+    client: &RestClient,
+    prefix: &str,
+    after: Option<&str>,
+    want: Option<usize>,
+) -> Result<Vec<String>, SupabaseError> {
     invalid_key(client, Op::List, prefix)?;
-    // Keyset pagination in key order: each page starts after the last key of
-    // the previous one, so pages neither skip nor repeat rows, whatever the
-    // server's cap on rows per response.
+    // Keyset pagination in key order: each request starts after the last key
+    // of the previous one, so requests neither skip nor repeat rows, whatever
+    // the server's cap on rows per response.
     let like =
         (!prefix.is_empty()).then(|| format!("&key=like.{}", query_value(&like_prefix(prefix))));
     let mut keys = Vec::new();
-    let mut after: Option<String> = None;
+    let mut after: Option<String> = after.map(str::to_owned);
+    // Counting the matches saves asking for an empty page at the end of a
+    // full listing; a bounded page stops at `want` instead.
+    let count = want.is_none();
     let mut total: Option<u64> = None;
     let mut received: u64 = 0;
+    let mut first = true;
     loop {
-        let mut query = format!("select=key&order=key.asc&limit={PAGE_ROWS}");
+        let rows_wanted = match want {
+            Some(want) => (want - keys.len()).min(PAGE_ROWS),
+            None => PAGE_ROWS,
+        };
+        let mut query = format!("select=key&order=key.asc&limit={rows_wanted}");
         if let Some(like) = &like {
             query.push_str(like);
         }
@@ -200,19 +238,17 @@ async fn list(client: &RestClient, prefix: &str) -> Result<Vec<String>, Supabase
             query.push_str("&key=gt.");
             query.push_str(&query_value(after));
         }
-        let first = after.is_none();
         let req = Request {
             method: Method::GET,
             query,
-            // The first page also counts the matches, which saves asking for
-            // an empty page at the end.
-            prefer: first.then_some("count=exact"),
+            prefer: (count && first).then_some("count=exact"),
             body: None,
         };
         let answer = client.send(Op::List, prefix, &req).await?;
-        if first {
+        if count && first {
             total = content_range_total(&answer.headers);
         }
+        first = false;
         let rows: Vec<KeyRow> = parse_json(client, Op::List, prefix, &answer)?;
         let Some(last) = rows.last() else { break };
         received += rows.len() as u64;
@@ -223,7 +259,7 @@ async fn list(client: &RestClient, prefix: &str) -> Result<Vec<String>, Supabase
                 .map(|r| r.key)
                 .filter(|k| k.starts_with(prefix)),
         );
-        if total.is_some_and(|t| received >= t) {
+        if total.is_some_and(|t| received >= t) || want.is_some_and(|w| keys.len() >= w) {
             break;
         }
     }
@@ -266,13 +302,91 @@ impl Backend for SupabaseBackend {
         })
         .await
     }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, Error> {
+        let client = Arc::clone(&self.inner);
+        let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
+        runtime::run("list", async move {
+            list_page(&client, &prefix, after.as_deref(), limit)
+                .await
+                .map_err(Error::from)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use reqwest::header::HeaderValue;
+    use storage_plugin_api::ErrorKind;
 
     use super::*;
+    use crate::config::Secret;
+    use crate::encoding::MAX_KEY_BYTES;
+
+    /// A backend for a port nothing listens on: any request it sends fails
+    /// as unavailable ("cannot reach"), so a different error proves that
+    /// nothing was sent.
+    fn unreachable_backend() -> SupabaseBackend {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        SupabaseBackend::new(&SupabaseConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            anon_key: Secret::new("anon"),
+            service_role_key: None,
+            schema: "public".into(),
+            table_name: "storage".into(),
+            timeout: 5,
+            max_retries: 0,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn limits_are_checked_before_any_request() {
+        let b = unreachable_backend();
+        let e = b
+            .put("big", vec![0; MAX_VALUE_BYTES + 1])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        let m = e.message();
+        assert!(
+            m.starts_with("supabase: put \"big\" in table public.storage: refused before sending"),
+            "{e}"
+        );
+        assert!(
+            m.contains("16777217 bytes") && m.contains("at most 16777216 bytes (16 MiB"),
+            "{e}"
+        );
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        for e in [
+            b.put(&long, b"v".to_vec()).await.unwrap_err(),
+            b.get(&long).await.unwrap_err(),
+            b.delete(&long).await.unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.message().contains("2049 bytes long"), "{e}");
+        }
+
+        // Exactly at the limits, the request is sent and meets the closed port.
+        for e in [
+            b.put("big", vec![0; MAX_VALUE_BYTES]).await.unwrap_err(),
+            b.put(&"k".repeat(MAX_KEY_BYTES), b"v".to_vec())
+                .await
+                .unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+            assert!(e.message().contains("cannot reach"), "{e}");
+        }
+    }
 
     #[test]
     fn content_range() {

@@ -39,14 +39,23 @@ pub struct SupabaseConfig {
     /// The table holding the rows (see `sql/storage.sql`).
     #[serde(default = "default_table")]
     pub table_name: String,
-    /// Seconds one HTTP attempt may take, connecting included.
+    /// Seconds one HTTP attempt may take, connecting included (1 to
+    /// [`MAX_TIMEOUT_SECS`]).
     #[serde(default = "default_timeout")]
     pub timeout: u64,
     /// How many times a retryable failure (network error, timeout, 502, 503,
-    /// 504, 520-524) is retried before the operation fails as unavailable.
+    /// 504, 520-524) is retried before the operation fails as unavailable
+    /// (at most [`MAX_RETRIES`]).
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
 }
+
+/// The largest `timeout` accepted, in seconds (10 minutes): a bound on one
+/// request must stay a bound.
+pub const MAX_TIMEOUT_SECS: u64 = 600;
+
+/// The largest `max_retries` accepted.
+pub const MAX_RETRIES: u32 = 10;
 
 fn default_schema() -> String {
     "public".into()
@@ -88,10 +97,17 @@ impl SupabaseConfig {
         }
         check_identifier("schema", &self.schema)?;
         check_identifier("table_name", &self.table_name)?;
-        if self.timeout == 0 {
-            return Err(Error::invalid_config(
-                "supabase: `timeout` is 0; give the seconds one request may take (e.g. 30)",
-            ));
+        if self.timeout == 0 || self.timeout > MAX_TIMEOUT_SECS {
+            return Err(Error::invalid_config(format!(
+                "supabase: `timeout` is {}; give the seconds one request may take, 1 to {MAX_TIMEOUT_SECS} (e.g. 30)",
+                self.timeout
+            )));
+        }
+        if self.max_retries > MAX_RETRIES {
+            return Err(Error::invalid_config(format!(
+                "supabase: `max_retries` is {}; at most {MAX_RETRIES} retries are allowed (each waits longer than the last)",
+                self.max_retries
+            )));
         }
         Ok(())
     }
@@ -188,12 +204,31 @@ fn check_identifier(field: &str, value: &str) -> Result<(), Error> {
 
 /// Hides the password of `scheme://user:password@host` (nobody should put one
 /// in a Supabase URL, but if they do it must not reach a log).
+///
+/// The URL parser reqwest uses decides where credentials are: it also finds
+/// them where a search for `://` does not (`http:///u:p@h`, `https:u:p@h`,
+/// `https:\\u:p@h` all carry the password `p`; found by fuzzing). Text that
+/// does not parse is redacted up to its last `@` before the path.
 pub(crate) fn redact_userinfo(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Ok(mut parsed) = Url::parse(url.trim()) {
+        if parsed.username().is_empty() && parsed.password().is_none() {
+            return url.to_string();
+        }
+        let scheme_end = parsed.scheme().len();
+        if parsed.set_username("").is_ok() && parsed.set_password(None).is_ok() {
+            let s = parsed.as_str();
+            if s[scheme_end..].starts_with("://") {
+                let (head, tail) = s.split_at(scheme_end + 3);
+                return format!("{head}<redacted>@{tail}");
+            }
+        }
+        return format!("{}://<redacted>", parsed.scheme());
+    }
+    if let Some(colon) = url.find(':') {
+        let rest = url[colon + 1..].trim_start_matches(['/', '\\']);
+        let authority_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
         if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://<redacted>@{}", &url[..scheme_end], &rest[at + 1..]);
+            return format!("{}://<redacted>@{}", &url[..colon], &rest[at + 1..]);
         }
     }
     url.to_string()
@@ -295,6 +330,9 @@ mod tests {
             (Box::new(|c| c.table_name = "a".repeat(64)), "table_name"),
             (Box::new(|c| c.table_name = "t;drop".into()), "table_name"),
             (Box::new(|c| c.timeout = 0), "timeout"),
+            (Box::new(|c| c.timeout = MAX_TIMEOUT_SECS + 1), "timeout"),
+            (Box::new(|c| c.timeout = u64::MAX), "timeout"),
+            (Box::new(|c| c.max_retries = MAX_RETRIES + 1), "max_retries"),
         ];
         for (change, field) in checks {
             let mut c = config();

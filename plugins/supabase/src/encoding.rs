@@ -25,6 +25,17 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// times its size once percent-encoded in a URL.
 pub const MAX_KEY_BYTES: usize = 2048;
 
+/// The largest value accepted, in bytes (16 MiB), checked before anything is
+/// sent. PostgreSQL's `bytea` would take up to 1 GB, but a value travels as
+/// hex inside a JSON body twice its size, which PostgREST reads whole and
+/// PostgreSQL parses and decodes in memory (several copies per request), and
+/// gateways in front of the API cap request bodies (the local test gateway
+/// at 64 MiB; a hosted project's may be lower, which its 413 reports). A
+/// 16 MiB value is a 32 MiB body: half the test gateway's cap, and inside the default
+/// 30 s per-attempt `timeout` (through the local test stack, a debug build
+/// puts or gets one in about 5 s).
+pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
 /// `s` percent-encoded for use as a query-string value.
 pub fn query_value(s: &str) -> String {
     utf8_percent_encode(s, QUERY_VALUE).to_string()

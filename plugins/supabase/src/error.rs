@@ -229,6 +229,17 @@ pub enum SupabaseError {
         /// Why.
         reason: String,
     },
+    /// A value larger than [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES); nothing was sent.
+    #[error(
+        "supabase: {ctx}: refused before sending: the value is {len} bytes and this backend takes values of at most {max} bytes (16 MiB; it travels as hex, twice its size); keep values this large in another backend, or split them over several keys",
+        max = crate::MAX_VALUE_BYTES
+    )]
+    ValueTooLarge {
+        /// What was being done.
+        ctx: Ctx,
+        /// The value's size in bytes.
+        len: usize,
+    },
     /// Any other HTTP error status.
     #[error("supabase: {ctx}: the API answered HTTP {status}{code}: {detail}")]
     Rejected {
@@ -269,7 +280,9 @@ impl SupabaseError {
             | SupabaseError::TimedOut { .. }
             | SupabaseError::Unreachable { .. }
             | SupabaseError::Runtime(_) => ErrorKind::Unavailable,
-            SupabaseError::InvalidKey { .. } => ErrorKind::InvalidInput,
+            SupabaseError::InvalidKey { .. } | SupabaseError::ValueTooLarge { .. } => {
+                ErrorKind::InvalidInput
+            }
             SupabaseError::Rejected { kind, .. } => *kind,
             SupabaseError::BadResponse { .. } => ErrorKind::Other,
         }

@@ -16,6 +16,10 @@
 //! service-role key when configured, else the anon key) and
 //! `Accept-Profile` / `Content-Profile` naming the schema. Keys are
 //! percent-encoded whole; values travel as `bytea` hex (`"\\x..."`).
+//! Keys longer than [`MAX_KEY_BYTES`] (or holding NUL) and values larger than
+//! [`MAX_VALUE_BYTES`] are refused as
+//! [`ErrorKind::InvalidInput`](storage_plugin_api::ErrorKind::InvalidInput)
+//! before any request is sent.
 //! Network errors, timeouts and 502/503/504/520-524 are retried up to
 //! `max_retries` times with exponential backoff and jitter, honouring
 //! `Retry-After`; 4xx never is.
@@ -37,8 +41,8 @@ mod retry;
 mod runtime;
 
 pub use backend::SupabaseBackend;
-pub use config::{Secret, SupabaseConfig};
-pub use encoding::MAX_KEY_BYTES;
+pub use config::{MAX_RETRIES, MAX_TIMEOUT_SECS, Secret, SupabaseConfig};
+pub use encoding::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use error::SupabaseError;
 
 use storage_plugin_api::{Error, Plugin};

@@ -86,6 +86,10 @@ impl Backend for TemplateBackend {
         let map = self.map.lock().unwrap();
         Ok(map.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
     }
+
+    // `list_page` (bounded listing) defaults to cutting a page out of `list`.
+    // A backend with an ordered index should override it and read only the
+    // page: up to `limit + 1` keys after `after`, then `KeyPage::from_overfetch`.
 }
 
 storage_plugin_api::export_plugin!(TemplatePlugin);

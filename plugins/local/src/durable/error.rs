@@ -102,6 +102,12 @@ pub(crate) fn op(file: &Path, what: &str, e: impl Into<redb::Error>) -> Error {
     }
 }
 
+/// Whether `e` means the file or the disk under it failed, after which redb
+/// refuses every write on that handle (`PreviousIo`) until it is reopened.
+pub(crate) fn is_io(e: &redb::Error) -> bool {
+    matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,7 @@ use std::thread::JoinHandle;
 
 use futures_channel::oneshot;
 use redb::Database;
-use storage_plugin_api::{Error, ErrorKind};
+use storage_plugin_api::{Error, ErrorKind, KeyPage};
 
 use claim::DirClaim;
 use commit::Msg;
@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     db: RwLock<Option<Database>>,
     /// Why writes are refused, after the writer thread caught a panic.
     write_failure: Mutex<Option<String>>,
+    /// Why the database is closed while the backend is not shut down: the
+    /// writer could not reopen it after an I/O error and keeps retrying.
+    reopen_failure: Mutex<Option<String>>,
     /// Transactions committed by the writer thread.
     commits: AtomicU64,
     /// Writes (puts and deletes) those transactions held.
@@ -116,6 +119,17 @@ impl Shared {
     }
 
     fn closed(&self) -> Error {
+        let reopening = self
+            .reopen_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = reopening.as_ref() {
+            return Error::unavailable(format!(
+                "local: the store file '{}' is closed after an I/O error and could not be reopened yet ({why}); \
+                 the store retries every second",
+                self.file.display()
+            ));
+        }
         Error::unavailable(format!(
             "local: the durable store in '{}' is shut down",
             self.dir.display()
@@ -149,6 +163,37 @@ impl Shared {
         let db = store::open(&self.file, options.verify_on_open)?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db);
         Ok(claim)
+    }
+
+    /// Closes the database and opens the file again, which runs redb's
+    /// recovery: the way back to writing after an I/O error (redb refuses
+    /// every write on a handle that saw one). Reads wait for the reopen
+    /// rather than fail. On an error the database stays closed, reads answer
+    /// why, and the writer thread retries.
+    pub(crate) fn reopen(&self) -> Result<(), Error> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // Dropping the failed handle releases redb's lock on the file. It
+        // cannot write its clean-shutdown marker after the error, so the
+        // open below goes through crash recovery: the last commit is intact.
+        drop(db.take());
+        // No integrity pass: the file was in use until now; recovery checks
+        // what a failed commit could have touched.
+        let reopened = store::open(&self.file, false);
+        let mut why = self
+            .reopen_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match reopened {
+            Ok(new) => {
+                *db = Some(new);
+                *why = None;
+                Ok(())
+            }
+            Err(e) => {
+                *why = Some(e.message().to_owned());
+                Err(e)
+            }
+        }
     }
 
     /// Closes the database: flushes and releases the file lock.
@@ -238,6 +283,7 @@ impl DurableBackend {
             dir,
             db: RwLock::new(None),
             write_failure: Mutex::new(None),
+            reopen_failure: Mutex::new(None),
             commits: AtomicU64::new(0),
             committed_writes: AtomicU64::new(0),
         });
@@ -338,13 +384,38 @@ impl DurableBackend {
     /// whole store: it runs on a short-lived thread of its own so a large
     /// scan never stalls the caller's executor.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let owned = prefix.to_owned();
+        self.scan(move |db, file| store::list(db, file, &owned))
+            .await
+    }
+
+    /// Up to `limit` keys starting with `prefix` that sort after `after`, in
+    /// ascending byte order, and whether more follow. Reads at most
+    /// `limit + 1` keys, however large the store; like [`list`](Self::list)
+    /// it runs off the caller's thread.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, Error> {
+        let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
+        self.scan(move |db, file| store::list_page(db, file, &prefix, after.as_deref(), limit))
+            .await
+    }
+
+    /// Runs a read-only scan on a short-lived thread of its own.
+    async fn scan<T: Send + 'static>(
+        &self,
+        scan: impl FnOnce(&Database, &Path) -> Result<T, Error> + Clone + Send + 'static,
+    ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::clone(&self.shared);
-        let owned = prefix.to_owned();
+        let on_thread = scan.clone();
         let spawned = std::thread::Builder::new()
             .name("local-store-list".into())
             .spawn(move || {
-                let _ = tx.send(shared.with_db(|db| store::list(db, &shared.file, &owned)));
+                let _ = tx.send(shared.with_db(|db| on_thread(db, &shared.file)));
             });
         match spawned {
             Ok(_) => rx.await.unwrap_or_else(|_| {
@@ -357,9 +428,7 @@ impl DurableBackend {
                 ))
             }),
             // No thread to be had (resource limits): scanning here beats failing.
-            Err(_) => self
-                .shared
-                .with_db(|db| store::list(db, &self.shared.file, prefix)),
+            Err(_) => self.shared.with_db(|db| scan(db, &self.shared.file)),
         }
     }
 

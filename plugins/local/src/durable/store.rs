@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition, TableError};
-use storage_plugin_api::Error;
+use storage_plugin_api::{Error, KeyPage};
 
 use super::error;
 use super::limits::show_key;
@@ -146,42 +146,103 @@ pub(crate) fn list(db: &Database, file: &Path, prefix: &str) -> Result<Vec<Strin
     Ok(keys)
 }
 
+/// Up to `limit` keys starting with `prefix` after `after`, in byte order,
+/// reading at most `limit + 1` keys.
+pub(crate) fn list_page(
+    db: &Database,
+    file: &Path,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<KeyPage, Error> {
+    use std::ops::Bound;
+    let what = || format!("list keys starting with {}", show_key(prefix));
+    let txn = db.begin_read().map_err(|e| error::op(file, &what(), e))?;
+    let table = txn
+        .open_table(TABLE)
+        .map_err(|e| error::op(file, &what(), e))?;
+    // Start at the prefix, or just past the cursor when that is later.
+    let from = match after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    };
+    let mut keys = Vec::new();
+    for entry in table
+        .range::<&str>((from, Bound::Unbounded))
+        .map_err(|e| error::op(file, &what(), e))?
+    {
+        let (key, _) = entry.map_err(|e| error::op(file, &what(), e))?;
+        let key = key.value();
+        if !key.starts_with(prefix) || keys.len() > limit {
+            break;
+        }
+        keys.push(key.to_owned());
+    }
+    Ok(KeyPage::from_overfetch(keys, limit))
+}
+
+/// Why a batch did not commit.
+pub(crate) struct Failed {
+    /// What every writer of the batch is told.
+    pub(crate) error: Error,
+    /// The file or the disk under it failed (a full disk, an I/O error):
+    /// redb refuses every later write on this handle, so the store must be
+    /// reopened before it can write again (see [`super::commit`]).
+    pub(crate) io: bool,
+}
+
+fn failed(file: &Path, what: &str, e: impl Into<redb::Error>) -> Failed {
+    let e = e.into();
+    Failed {
+        io: error::is_io(&e),
+        error: error::op(file, what, e),
+    }
+}
+
 /// Applies `ops` in order in one write transaction and commits it durably
 /// (redb's `Immediate` durability: the commit is fsync'd before it returns).
 pub(crate) fn apply<'a>(
     db: &Database,
     file: &Path,
     ops: impl ExactSizeIterator<Item = &'a Op>,
-) -> Result<(), Error> {
+) -> Result<(), Failed> {
     let n = ops.len();
-    let what = || format!("commit {n} write{}", if n == 1 { "" } else { "s" });
-    let mut txn = db.begin_write().map_err(|e| error::op(file, &what(), e))?;
-    txn.set_durability(Durability::Immediate).map_err(|e| {
-        Error::other(format!(
-            "local: cannot {} in '{}': {e}",
-            what(),
-            file.display()
-        ))
-    })?;
+    let what = format!("commit {n} write{}", if n == 1 { "" } else { "s" });
+    let mut txn = db.begin_write().map_err(|e| failed(file, &what, e))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| failed(file, &what, e))?;
     {
-        let mut table = txn
-            .open_table(TABLE)
-            .map_err(|e| error::op(file, &what(), e))?;
+        let mut table = txn.open_table(TABLE).map_err(|e| failed(file, &what, e))?;
         for op in ops {
             match op {
                 Op::Put(k, v) => {
                     table
                         .insert(k.as_str(), v.as_slice())
-                        .map_err(|e| error::op(file, &what(), e))?;
+                        .map_err(|e| failed(file, &what, e))?;
                 }
                 Op::Delete(k) => {
                     table
                         .remove(k.as_str())
-                        .map_err(|e| error::op(file, &what(), e))?;
+                        .map_err(|e| failed(file, &what, e))?;
                 }
             }
         }
     }
     // On an error above, dropping `txn` aborts it: nothing of the batch is applied.
-    txn.commit().map_err(|e| error::op(file, &what(), e))
+    txn.commit().map_err(|e| failed(file, &what, e))
+}
+
+/// Bytes available to this process on the file system holding `dir`, when
+/// the platform can tell.
+pub(crate) fn free_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let stats = rustix::fs::statvfs(dir).ok()?;
+        Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
 }

@@ -517,3 +517,44 @@ async fn a_read_only_mount_is_named() {
         Err(e) => panic!("this test needs `unshare` (util-linux) to make a read-only mount: {e}"),
     }
 }
+
+#[tokio::test]
+async fn list_page_walks_the_prefix_once_in_byte_order() {
+    let dir = TempDir::new("durable-list-page");
+    let s = open(&dir).await;
+    let mut all: Vec<String> = (0..300).map(|i| format!("p/{i:03}")).collect();
+    all.push("p/\u{10FFFF}".into());
+    for k in all
+        .iter()
+        .chain(["o".to_string(), "p".to_string(), "q".to_string()].iter())
+    {
+        s.put(k, vec![]).await.unwrap();
+    }
+    all.sort();
+    for limit in [1, 10, 300, 301, 1000] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s.list_page("p/", after.as_deref(), limit).await.unwrap();
+            assert!(page.keys.len() <= limit, "limit {limit}");
+            seen.extend(page.keys.iter().cloned());
+            match page.next_after() {
+                Some(k) => after = Some(k.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, all, "limit {limit}");
+    }
+    // The same keys as the full listing.
+    assert_eq!(s.list("p/").await.unwrap(), all);
+    // A cursor that is no key, before the prefix, or past its end.
+    let page = s.list_page("p/", Some("p/0055"), 2).await.unwrap();
+    assert_eq!(page.keys, ["p/006", "p/007"]);
+    assert_eq!(
+        s.list_page("p/", Some("a"), 1).await.unwrap().keys,
+        ["p/000"]
+    );
+    let end = s.list_page("p/", Some("p/\u{10FFFF}"), 5).await.unwrap();
+    assert!(end.keys.is_empty() && !end.more);
+    s.shutdown().await.unwrap();
+}
