@@ -82,8 +82,7 @@ impl RedisBackend {
     async fn connect_on_runtime(config: RedisConfig) -> Result<Self, Error> {
         let secrets = config.secrets();
         let target = config.redacted_url();
-        let client =
-            build_client(&config).map_err(|e| Error::new(e.kind(), secrets.scrub(e.message())))?;
+        let client = build_client(&config, &secrets)?;
         let manager_config = ConnectionManagerConfig::new()
             // One connection attempt per (re)connect: retrying is the
             // operation's business, within its own deadline. The manager's
@@ -122,11 +121,12 @@ impl RedisBackend {
     }
 }
 
-fn build_client(config: &RedisConfig) -> Result<Client, Error> {
+fn build_client(config: &RedisConfig, secrets: &Secrets) -> Result<Client, Error> {
     let invalid = |e: RedisError| {
         Error::invalid_config(format!(
-            "redis: cannot use `url` {}: {e}",
-            config.redacted_url()
+            "redis: cannot use `url` {}: {}",
+            config.redacted_url(),
+            secrets.scrub(&e.to_string())
         ))
     };
     #[cfg(feature = "tls")]
@@ -159,9 +159,10 @@ fn new_manager(
     secrets: &Secrets,
 ) -> Result<ConnectionManager, Error> {
     ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(|e| {
-        Error::other(secrets.scrub(&format!(
-            "redis: cannot set up the connection to {target}: {e}"
-        )))
+        Error::other(format!(
+            "redis: cannot set up the connection to {target}: {}",
+            secrets.scrub(&e.to_string())
+        ))
     })
 }
 
@@ -247,8 +248,11 @@ impl Shared {
                 // reader, told the same way.
                 return Err(error::timed_out(&ctx, self.timeout));
             }
-            let err = error::from_redis(&e, &ctx);
-            return Err(Error::new(err.kind(), self.secrets.scrub(err.message())));
+            return Err(error::from_redis(
+                &e,
+                &self.secrets.scrub(&e.to_string()),
+                &ctx,
+            ));
         }
     }
 

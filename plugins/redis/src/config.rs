@@ -127,10 +127,13 @@ impl RedisConfig {
         // The redis crate's own parser catches what the generic URL parser
         // lets through (a bad database number, a missing host).
         if let Err(e) = redis::Client::open(self.url.as_str()) {
-            return Err(Error::invalid_config(self.secrets().scrub(&format!(
-                "redis: `url` {} is not usable: {e}; expected redis://[user:password@]host[:port][/db], rediss://... or redis+unix:///path/to/socket",
-                self.redacted_url()
-            ))));
+            // Only the redis crate's words are scrubbed: scrubbing ours would
+            // cut a short password out of them ("r<redacted>dis: ...").
+            return Err(Error::invalid_config(format!(
+                "redis: `url` {} is not usable: {}; expected redis://[user:password@]host[:port][/db], rediss://... or redis+unix:///path/to/socket",
+                self.redacted_url(),
+                self.secrets().scrub(&e.to_string())
+            )));
         }
         if self.key_prefix.len() > MAX_KEY_PREFIX_LEN {
             return Err(Error::invalid_config(format!(
@@ -221,11 +224,20 @@ impl Secrets {
     /// messages are built from redacted URLs already, but an error from the
     /// redis crate or the OS could echo what it was given.
     pub(crate) fn scrub(&self, message: &str) -> String {
-        let mut out = message.to_string();
-        for s in &self.0 {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "<redacted>");
+        // One pass: a secret is never looked for inside a `<redacted>`
+        // already written (nor across one), whatever the order of secrets.
+        let mut out = String::with_capacity(message.len());
+        let mut rest = message;
+        'next: while let Some(c) = rest.chars().next() {
+            for s in self.0.iter().filter(|s| !s.is_empty()) {
+                if rest.starts_with(s.as_str()) {
+                    out.push_str("<redacted>");
+                    rest = &rest[s.len()..];
+                    continue 'next;
+                }
             }
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
         }
         out
     }
@@ -268,6 +280,29 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubbing_is_one_pass_and_never_looks_inside_its_own_marks() {
+        let secrets = Secrets(vec!["abc".into(), "d".into(), "e".into()]);
+        // "d" and "e" occur in "<redacted>": a second pass would garble it.
+        assert_eq!(secrets.scrub("xabcdy"), "x<redacted><redacted>y");
+        assert_eq!(
+            secrets.scrub("no secret here"),
+            "no s<redacted>cr<redacted>t h<redacted>r<redacted>"
+        );
+        assert_eq!(Secrets(vec![]).scrub("as is"), "as is");
+    }
+
+    #[test]
+    fn a_short_password_does_not_garble_the_config_error() {
+        // Found by the plugin_config fuzz target (fuzz/corpus/plugin_config/
+        // crash-redis-scrub-garbles-message): the plugin's own wording went
+        // through the scrubber, and where "e" was cut out told the password.
+        let c: RedisConfig = serde_json::from_str(r#"{"url":"unix:?pass=e"}"#).unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.message().starts_with("redis: `url` "), "{e}");
+        assert!(e.message().contains("is not usable"), "{e}");
+    }
 
     fn parse(json: &str) -> Result<RedisConfig, String> {
         serde_json::from_str(json).map_err(|e| e.to_string())

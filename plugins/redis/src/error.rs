@@ -107,44 +107,46 @@ pub(crate) fn quoted(key: &str) -> String {
     format!("{:?}… ({} bytes)", &key[..end], key.len())
 }
 
-/// The plugin error for `e`, raised while doing `ctx`.
-pub(crate) fn from_redis(e: &RedisError, ctx: &Context<'_>) -> Error {
+/// The plugin error for `e`, raised while doing `ctx`. `shown` is `e`'s text
+/// with the configuration's secrets scrubbed out: only the redis crate's
+/// words are scrubbed, never ours (a short password would cut holes in them).
+pub(crate) fn from_redis(e: &RedisError, shown: &str, ctx: &Context<'_>) -> Error {
     let (what, target, tries) = (ctx.what(), ctx.target, ctx.tries());
     // NOAUTH / WRONGPASS arrive as server errors the redis crate has no kind for.
     let code = e.code().unwrap_or_default();
     match e.kind() {
         RedisKind::AuthenticationFailed => Error::permission_denied(format!(
-            "redis: authentication to {target} failed during {what}: the server rejected the user/password in `url` ({e}); fix the password (redis://:PASSWORD@host or redis://USER:PASSWORD@host), or remove it if the server has none"
+            "redis: authentication to {target} failed during {what}: the server rejected the user/password in `url` ({shown}); fix the password (redis://:PASSWORD@host or redis://USER:PASSWORD@host), or remove it if the server has none"
         )),
         _ if code == "NOAUTH" || code == "WRONGPASS" => Error::permission_denied(format!(
-            "redis: {target} refused {what}: it requires authentication ({e}); put the password in `url` (redis://:PASSWORD@host)"
+            "redis: {target} refused {what}: it requires authentication ({shown}); put the password in `url` (redis://:PASSWORD@host)"
         )),
         RedisKind::Server(ServerErrorKind::NoPerm) => Error::permission_denied(format!(
-            "redis: {target} refused {what}: the ACL user in `url` lacks permission ({e}); grant it GET/SET/DEL/SCAN on the key prefix"
+            "redis: {target} refused {what}: the ACL user in `url` lacks permission ({shown}); grant it GET/SET/DEL/SCAN on the key prefix"
         )),
         _ if is_tls_refusal(e) => Error::invalid_config(format!(
-            "redis: the TLS handshake with {target} failed during {what}: {e}; if the server uses a private CA or a self-signed certificate, set `tls_ca_file` to its PEM file, and check that the host name in `url` is one the certificate names"
+            "redis: the TLS handshake with {target} failed during {what}: {shown}; if the server uses a private CA or a self-signed certificate, set `tls_ca_file` to its PEM file, and check that the host name in `url` is one the certificate names"
         )),
         RedisKind::InvalidClientConfig => Error::invalid_config(format!(
-            "redis: cannot use {target} for {what}: {e}; check `url` and `tls_ca_file`"
+            "redis: cannot use {target} for {what}: {shown}; check `url` and `tls_ca_file`"
         )),
         _ if code == "OOM" => Error::unavailable(format!(
-            "redis: {target} is out of memory and refused {what} ({e}); raise maxmemory or set an eviction policy"
+            "redis: {target} is out of memory and refused {what} ({shown}); raise maxmemory or set an eviction policy"
         )),
         RedisKind::Server(ServerErrorKind::ReadOnly) => Error::unavailable(format!(
-            "redis: {target} is a read-only replica and refused {what} ({e}); point `url` at the primary"
+            "redis: {target} is a read-only replica and refused {what} ({shown}); point `url` at the primary"
         )),
         _ if code == "WRONGTYPE" => Error::other(format!(
-            "redis: {what} on {target} failed: the Redis key holds a non-string value written by something else ({e}); use a `key_prefix` no other application writes under"
+            "redis: {what} on {target} failed: the Redis key holds a non-string value written by something else ({shown}); use a `key_prefix` no other application writes under"
         )),
         _ => match classify(e) {
             Class::Refused => Error::unavailable(format!(
-                "redis: cannot connect to {target} for {what}{tries}: {e}; is the server running and `url` right?"
+                "redis: cannot connect to {target} for {what}{tries}: {shown}; is the server running and `url` right?"
             )),
             Class::Transient => Error::unavailable(format!(
-                "redis: {what} on {target} failed{tries}: {e}; the server is unreachable, restarting or overloaded, retry later"
+                "redis: {what} on {target} failed{tries}: {shown}; the server is unreachable, restarting or overloaded, retry later"
             )),
-            Class::Permanent => Error::other(format!("redis: {what} on {target} failed: {e}")),
+            Class::Permanent => Error::other(format!("redis: {what} on {target} failed: {shown}")),
         },
     }
 }
@@ -192,7 +194,7 @@ mod tests {
         let refused: RedisError =
             std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
         assert_eq!(classify(&refused), Class::Refused);
-        let e = from_redis(&refused, &ctx());
+        let e = from_redis(&refused, &refused.to_string(), &ctx());
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(
             e.message().contains("get of key \"k\"") && e.message().contains("redis://h:1"),
@@ -200,7 +202,10 @@ mod tests {
         );
         let reset: RedisError = std::io::Error::from(std::io::ErrorKind::ConnectionReset).into();
         assert_eq!(classify(&reset), Class::Transient);
-        assert_eq!(from_redis(&reset, &ctx()).kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            from_redis(&reset, &reset.to_string(), &ctx()).kind(),
+            ErrorKind::Unavailable
+        );
     }
 
     #[test]
@@ -212,7 +217,7 @@ mod tests {
             .into();
         assert_eq!(classify(&e), Class::Permanent);
         assert!(poisons_connection(&e));
-        let e = from_redis(&e, &ctx());
+        let e = from_redis(&e, &e.to_string(), &ctx());
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert!(e.message().contains("authentication"), "{e}");
     }

@@ -198,6 +198,13 @@ async fn list_page(
     after: Option<&str>,
     limit: usize,
 ) -> Result<KeyPage, SupabaseError> {
+    // No key holds a NUL, so every key after `a\0...` is after `a` too, and
+    // PostgreSQL text cannot carry a NUL: cut the cursor there. A cursor
+    // longer than any key is refused like such a key.
+    let after = after.map(|a| a.split('\0').next().unwrap_or_default());
+    if let Some(after) = after {
+        invalid_key(client, Op::List, after)?;
+    }
     // One key past the page tells whether more follow.
     let keys = scan(client, prefix, after, Some(limit.saturating_add(1))).await?;
     Ok(KeyPage::from_overfetch(keys, limit))
