@@ -27,7 +27,7 @@ fn new_offers_the_plugins_of_the_enabled_features() {
 #[tokio::test]
 async fn seed_using_supabase_runs_against_the_local_stack() -> Result<(), Box<dyn std::error::Error>>
 {
-    use p2p_ai_agents::storage::{BackendConfig, StorageConfig};
+    use p2p_ai_agents::storage::BackendConfig;
     use storage_test_support::supabase;
 
     let manager = StorageManager::new();
@@ -35,15 +35,7 @@ async fn seed_using_supabase_runs_against_the_local_stack() -> Result<(), Box<dy
     {
         let supabase_config = BackendConfig {
             name: "supabase".to_string(),
-            storage_config: StorageConfig::Supabase {
-                url: supabase::url(),
-                anon_key: supabase::anon_key(),
-                service_role_key: Some(supabase::service_key()),
-                schema: "public".to_string(),
-                table_name: "storage".to_string(),
-                timeout: 30,
-                max_retries: 3,
-            },
+            storage_config: supabase::local_config(30, 3),
             enabled: true,
             priority: 2,
         };

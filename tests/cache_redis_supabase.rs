@@ -107,15 +107,7 @@ async fn manager(redis_url: &str, prefix: &str) -> StorageManager {
     manager
         .add_backend(BackendConfig {
             name: "supabase".into(),
-            storage_config: StorageConfig::Supabase {
-                url: supabase::url(),
-                anon_key: supabase::anon_key(),
-                service_role_key: Some(supabase::service_key()),
-                schema: "public".into(),
-                table_name: "storage".into(),
-                timeout: 5,
-                max_retries: 1,
-            },
+            storage_config: supabase::local_config(5, 1),
             enabled: true,
             priority: 2,
         })

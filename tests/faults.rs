@@ -181,15 +181,7 @@ async fn postgres_restarted_under_supabase_load_loses_nothing_acknowledged() {
     manager
         .add_backend(BackendConfig {
             name: "supabase".into(),
-            storage_config: StorageConfig::Supabase {
-                url: supabase::url(),
-                anon_key: supabase::anon_key(),
-                service_role_key: Some(supabase::service_key()),
-                schema: "public".into(),
-                table_name: "storage".into(),
-                timeout: 5,
-                max_retries: 5,
-            },
+            storage_config: supabase::local_config(5, 5),
             enabled: true,
             priority: 0,
         })

@@ -145,15 +145,7 @@ async fn pages_over_supabase_and_redis_match_their_listings() {
     manager
         .add_backend(BackendConfig {
             name: "supabase".into(),
-            storage_config: StorageConfig::Supabase {
-                url: supabase::url(),
-                anon_key: supabase::anon_key(),
-                service_role_key: Some(supabase::service_key()),
-                schema: "public".into(),
-                table_name: "storage".into(),
-                timeout: 5,
-                max_retries: 1,
-            },
+            storage_config: supabase::local_config(5, 1),
             enabled: true,
             priority: 0,
         })

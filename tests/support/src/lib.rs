@@ -189,4 +189,18 @@ pub mod supabase {
     pub fn service_key() -> String {
         sign_jwt(JWT_SECRET, "service_role", 3600)
     }
+
+    /// The configuration of a backend on the local stack's `public.storage`
+    /// table, with the service-role key (checked reachable, see [`url`]).
+    pub fn local_config(timeout: u64, max_retries: u32) -> storage_host::StorageConfig {
+        storage_host::StorageConfig::Supabase {
+            url: url(),
+            anon_key: anon_key(),
+            service_role_key: Some(service_key()),
+            schema: "public".into(),
+            table_name: "storage".into(),
+            timeout,
+            max_retries,
+        }
+    }
 }
