@@ -155,6 +155,31 @@ fn serial_puts(c: &mut Criterion, tmp: &Path) {
     rt.block_on(local.shutdown()).unwrap();
 }
 
+/// [`WRITERS`] tasks at once, each putting `per_writer` new keys one at a
+/// time (keys numbered from `next`); the time until all are acknowledged.
+async fn writers_put(
+    local: &Arc<LocalBackend>,
+    next: &Arc<AtomicU64>,
+    per_writer: u64,
+) -> Duration {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(WRITERS);
+    for _ in 0..WRITERS {
+        let local = Arc::clone(local);
+        let next = Arc::clone(next);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_writer {
+                let k = key(next.fetch_add(1, Relaxed));
+                local.put(&k, vec![7u8; VALUE_LEN]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
 /// (b): 64 writers at once, each one put at a time.
 fn concurrent_puts(c: &mut Criterion, tmp: &Path) {
     let rt = runtime(2);
@@ -169,24 +194,7 @@ fn concurrent_puts(c: &mut Criterion, tmp: &Path) {
         BenchmarkId::new("local_put", format!("{WRITERS}_writers")),
         |b| {
             b.iter_custom(|iters| {
-                let t = rt.block_on(async {
-                    let start = Instant::now();
-                    let mut tasks = Vec::with_capacity(WRITERS);
-                    for _ in 0..WRITERS {
-                        let local = Arc::clone(&local);
-                        let next = Arc::clone(&next);
-                        tasks.push(tokio::spawn(async move {
-                            for _ in 0..iters {
-                                let k = key(next.fetch_add(1, Relaxed));
-                                local.put(&k, vec![7u8; VALUE_LEN]).await.unwrap();
-                            }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    start.elapsed()
-                });
+                let t = rt.block_on(writers_put(&local, &next, iters));
                 RECORD.add("local_concurrent", t, iters * WRITERS as u64);
                 t
             })
@@ -349,24 +357,7 @@ fn paired(tmp: &Path) -> Paired {
             start.elapsed()
         });
         p.puts += PUTS;
-        p.concurrent += rt.block_on(async {
-            let start = Instant::now();
-            let mut tasks = Vec::with_capacity(WRITERS);
-            for _ in 0..WRITERS {
-                let local = Arc::clone(&local);
-                let next = Arc::clone(&next);
-                tasks.push(tokio::spawn(async move {
-                    for _ in 0..PER_WRITER {
-                        let k = key(next.fetch_add(1, Relaxed));
-                        local.put(&k, vec![7u8; VALUE_LEN]).await.unwrap();
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            start.elapsed()
-        });
+        p.concurrent += rt.block_on(writers_put(&local, &next, PER_WRITER));
         p.concurrent_puts += PER_WRITER * WRITERS as u64;
     }
     rt.block_on(local.shutdown()).unwrap();
