@@ -16,9 +16,10 @@
 /// One storage interface over many backends, with plugins.
 pub mod storage {
     pub use storage_host::{
-        BackendConfig, BackendFailure, BackendStatus, Health, KeyPage, MAX_LIST_PAGE, ManagerError,
-        PluginError, PluginInfo, PluginSource, StorageConfig, StorageManager, StorageMetrics,
-        StoragePlugin, StoragePolicy, StorageRegistry, SwapOutcome,
+        BackendConfig, BackendFailure, BackendStatus, ConsistencyMetrics, Health, KeyPage,
+        MAX_LIST_PAGE, ManagerError, PluginError, PluginInfo, PluginSource, RepairReport,
+        StorageConfig, StorageManager, StorageMetrics, StoragePlugin, StoragePolicy,
+        StorageRegistry, SwapOutcome,
     };
     pub use storage_host::{config, health, loader, metrics, policy, watch};
 

@@ -28,8 +28,11 @@ pub mod watch;
 pub use config::{BackendConfig, StorageConfig};
 pub use error::{BackendFailure, ManagerError};
 pub use health::Health;
-pub use manager::{BackendStatus, MAX_LIST_PAGE, StorageManager, SwapOutcome};
-pub use metrics::StorageMetrics;
+pub use manager::{
+    BackendStatus, LOCK_STRIPES, MAX_LIST_PAGE, MAX_STALE_KEYS, RepairReport, StorageManager,
+    SwapOutcome,
+};
+pub use metrics::{ConsistencyMetrics, StorageMetrics};
 pub use plugin::{PluginError, PluginInfo, PluginSource, StoragePlugin};
 pub use policy::StoragePolicy;
 pub use registry::StorageRegistry;

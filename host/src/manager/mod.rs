@@ -1,28 +1,33 @@
 //! The [`StorageManager`]: backends by name, routed by a policy, measured.
 
+pub(crate) mod consistency;
 mod gate;
+mod repair;
 pub(crate) mod slot;
 mod swap;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+pub use consistency::{LOCK_STRIPES, MAX_STALE_KEYS};
+pub use repair::RepairReport;
 pub use swap::SwapOutcome;
 
 use crate::config::BackendConfig;
 use crate::error::ManagerError;
 use crate::health::Health;
 use crate::loader::LoadReport;
-use crate::metrics::{ManagerMetrics, StorageMetrics};
+use crate::metrics::{ConsistencyMetrics, ManagerMetrics, StorageMetrics};
 use crate::plugin::{PluginError, PluginInfo, StoragePlugin};
 use crate::policy::{self, Backends, Ctx, Req, StoragePolicy};
 use crate::registry::StorageRegistry;
 use crate::storage::KeyPage;
+use consistency::Consistency;
 use slot::{Instance, Out, Slot};
 
 /// The most keys one [`StorageManager::list_page`] returns: a page is held
@@ -69,6 +74,17 @@ struct Inner {
     op_timeout_ms: AtomicU64,
     /// Serializes changes to the set of backends (add, remove, swap).
     admin: tokio::sync::Mutex<()>,
+    /// Stale keys, per-key write order, repair bookkeeping.
+    cons: Consistency,
+    /// The background repair task, once started.
+    repair_worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Let the repair worker notice that the manager is gone.
+        self.cons.wake.notify_one();
+    }
 }
 
 /// The state of one backend, from [`StorageManager::list_backends`].
@@ -111,6 +127,8 @@ impl StorageManager {
                 round_robin: AtomicUsize::new(0),
                 op_timeout_ms: AtomicU64::new(DEFAULT_OP_TIMEOUT.as_millis() as u64),
                 admin: tokio::sync::Mutex::new(()),
+                cons: Consistency::default(),
+                repair_worker: Mutex::new(None),
             }),
         }
     }
@@ -204,6 +222,7 @@ impl StorageManager {
         self.update_backends(|map| {
             map.remove(name);
         });
+        self.inner.cons.forget_backend(name);
         slot.gate.pause_and_drain().await;
         if let Err(e) = slot.instance.load().storage.shutdown().await {
             tracing::warn!(backend = %name, error = %e, "backend shutdown failed");
@@ -228,6 +247,10 @@ impl StorageManager {
             .get(name)
             .ok_or_else(|| ManagerError::BackendNotFound(name.to_string()))?;
         slot.enabled.store(enabled, Relaxed);
+        if enabled {
+            // It may have missed writes while disabled: repair it now.
+            self.inner.cons.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -291,10 +314,14 @@ impl StorageManager {
             metrics: &inner.metrics,
             timeout: self.op_timeout(),
             round_robin: &inner.round_robin,
+            cons: &inner.cons,
         };
         let result = policy::route(&ctx, policy.as_deref(), req).await;
         if result.is_err() {
             inner.metrics.errors.inc();
+        }
+        if inner.cons.any_stale() {
+            self.ensure_repair_worker();
         }
         result
     }
@@ -363,6 +390,17 @@ impl StorageManager {
             cache_misses: m.cache_misses.get(),
             ..Default::default()
         };
+        let c = &self.inner.cons.metrics;
+        let (pending, untrusted) = self.inner.cons.backlog();
+        s.consistency = ConsistencyMetrics {
+            stale_reads_avoided: c.stale_reads_avoided.get(),
+            stale_marks: c.writes_missed.get(),
+            repairs: c.repairs.get(),
+            repair_failures: c.repair_failures.get(),
+            fills_dropped: c.fills_dropped.get(),
+            repair_backlog: pending as u64,
+            untrusted_backends: untrusted as u64,
+        };
         for slot in &backends.by_priority {
             let name = slot.name().to_string();
             s.backend_operations
@@ -378,7 +416,18 @@ impl StorageManager {
     /// Sets every counter back to zero.
     pub fn reset_metrics(&self) {
         let m = &self.inner.metrics;
-        for c in [&m.operations, &m.errors, &m.cache_hits, &m.cache_misses] {
+        let c = &self.inner.cons.metrics;
+        for c in [
+            &m.operations,
+            &m.errors,
+            &m.cache_hits,
+            &m.cache_misses,
+            &c.stale_reads_avoided,
+            &c.writes_missed,
+            &c.repairs,
+            &c.repair_failures,
+            &c.fills_dropped,
+        ] {
             c.reset();
         }
         for slot in &self.inner.backends.load().by_priority {

@@ -99,6 +99,30 @@ pub struct StorageMetrics {
     pub backend_errors: HashMap<String, u64>,
     /// Latency of the attempts on each backend.
     pub backend_latency: HashMap<String, LatencySnapshot>,
+    /// What the manager did to keep copies of a key consistent.
+    pub consistency: ConsistencyMetrics,
+}
+
+/// Counters of the consistency machinery: copies that fell behind, reads
+/// that avoided them, repairs (see [`StoragePolicy`](crate::StoragePolicy)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsistencyMetrics {
+    /// Reads that skipped a backend because the key was behind there (each
+    /// one a stale value not served).
+    pub stale_reads_avoided: u64,
+    /// Times a key was marked behind on a backend: a write or invalidation
+    /// it missed (under FirstAvailable, also each background copy due).
+    pub stale_marks: u64,
+    /// Copies repaired (one key on one backend), and caches flushed keys.
+    pub repairs: u64,
+    /// Repair attempts that failed (retried later).
+    pub repair_failures: u64,
+    /// PreferCache fills dropped because a write to the key overtook them.
+    pub fills_dropped: u64,
+    /// (key, backend) pairs behind right now, awaiting repair.
+    pub repair_backlog: u64,
+    /// Backends read for no key right now (too many keys behind to track).
+    pub untrusted_backends: u64,
 }
 
 impl StorageMetrics {

@@ -40,6 +40,43 @@ pub(super) fn render(m: &StorageMetrics) -> String {
         m.cache_misses,
     );
 
+    let c = &m.consistency;
+    counter(
+        "storage_stale_reads_avoided_total",
+        "Reads that skipped a backend behind on the key.",
+        c.stale_reads_avoided,
+    );
+    counter(
+        "storage_stale_marks_total",
+        "Keys marked behind on a backend (a write or invalidation it missed).",
+        c.stale_marks,
+    );
+    counter(
+        "storage_repairs_total",
+        "Copies repaired onto a backend that was behind.",
+        c.repairs,
+    );
+    counter(
+        "storage_repair_failures_total",
+        "Repair attempts that failed (retried later).",
+        c.repair_failures,
+    );
+    counter(
+        "storage_cache_fills_dropped_total",
+        "PreferCache fills dropped because a write overtook them.",
+        c.fills_dropped,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP storage_repair_backlog Keys behind on a backend, awaiting repair.\n# TYPE storage_repair_backlog gauge\nstorage_repair_backlog {}",
+        c.repair_backlog
+    );
+    let _ = writeln!(
+        out,
+        "# HELP storage_untrusted_backends Backends read for no key (too many keys behind).\n# TYPE storage_untrusted_backends gauge\nstorage_untrusted_backends {}",
+        c.untrusted_backends
+    );
+
     let mut names: Vec<&String> = m.backend_operations.keys().collect();
     names.sort();
     out.push_str("# HELP storage_backend_operations_total Attempts per backend.\n# TYPE storage_backend_operations_total counter\n");

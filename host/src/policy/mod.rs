@@ -3,13 +3,20 @@
 //!
 //! Every policy reduces to one of three executors:
 //! - `failover`: try candidates in order, moving on when one is unavailable
-//!   (AlwaysUse, FirstAvailable, RoundRobin, and the default policy);
+//!   (AlwaysUse, FirstAvailable, and the default policy; RoundRobin reads);
 //! - `prefer_cache`: a cache in front of a source of truth;
-//! - `redundant`: write to all concurrently, read from the first that answers.
+//! - `replicas`: write to all concurrently (Redundant; RoundRobin writes),
+//!   read from the first that answers.
+//!
+//! Policies decide where an operation goes. What the manager knows about
+//! copies that are behind (stale keys, write ordering per key, repairs)
+//! lives in `manager::consistency`; every executor asks it before reading
+//! a copy and tells it how each write went. The contract each policy keeps
+//! is written on [`StoragePolicy`].
 
 mod failover;
 mod prefer_cache;
-mod redundant;
+mod replicas;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,35 +25,79 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ManagerError;
+use crate::error::{BackendFailure, KeyRef, ManagerError};
+use crate::manager::consistency::Consistency;
 use crate::manager::slot::{Op, Slot};
 use crate::metrics::ManagerMetrics;
+use crate::storage::StorageError;
 
 /// How a [`StorageManager`](crate::StorageManager) routes operations.
 ///
-/// Without a policy, the manager uses every enabled backend in `priority`
-/// order (lower first) with FirstAvailable semantics.
+/// Without a policy, the manager uses every backend in `priority` order
+/// (lower first) as [`FirstAvailable`](Self::FirstAvailable) does.
+///
+/// # Consistency contract
+///
+/// For every policy, with all clients going through one manager: **per key,
+/// operations are linearizable** (a get returns the value of the latest
+/// write that finished before it started, or of a write running at the same
+/// time; once a get has returned a value, no later get returns an older
+/// one). This holds through the faults a backend can have (down, frozen,
+/// killed and restarted, slow, hot-swapped) because the manager never
+/// reads a copy it knows to be behind:
+///
+/// - when a backend of the policy misses a write (down, circuit open,
+///   disabled, failed, timed out, or the caller dropped the operation
+///   half-way), the key is marked stale on it, reads skip it for that key,
+///   and a background repair copies the current value over, then clears
+///   the mark ([`StorageManager::repair_now`](crate::StorageManager::repair_now)
+///   runs one pass on demand);
+/// - writes to one key are applied to its copies in one order; a read of a
+///   key waits for a write to it that is in flight;
+/// - a get whose every copy is stale fails as *unavailable* (retry shortly)
+///   rather than answer with an old value.
+///
+/// A write that returned an error may or may not have taken effect (as with
+/// any storage). It is never half-visible: reads see either the old or the
+/// new value on every copy, and repair makes every copy agree.
+///
+/// Not covered: `list` (it reads one backend and may miss keys another has),
+/// writes made to a backend directly or by another manager, and the stale
+/// marks themselves, which live in memory: after a restart of the process,
+/// copies that were behind are trusted again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoragePolicy {
     /// Every operation goes to this backend.
     AlwaysUse(String),
-    /// The first enabled, healthy backend of the list serves; an unavailable
-    /// one fails over to the next. A missing key is an answer, not a failure.
+    /// Reads and writes go to the first enabled, healthy backend of the list;
+    /// an unavailable one fails over to the next. A missing key is an
+    /// answer, not a failure. The other backends of the list are replicas:
+    /// a write is acknowledged by the first that takes it and copied to the
+    /// others in the background, so a read that fails over finds it (until
+    /// the copy is made, a read that fails over to a backend still behind
+    /// fails as unavailable instead of returning an old value).
     FirstAvailable(Vec<String>),
     /// Reads try the cache first and fill it on a miss; writes go to the
-    /// primary (the source of truth), then the cache. Cache failures never
-    /// fail an operation.
+    /// primary (the source of truth), then update the cache before they are
+    /// acknowledged. Cache failures never fail an operation: a write the
+    /// cache missed marks the key stale in it, reads of that key go to the
+    /// primary until the cache is repaired, and a fill that a write
+    /// overtook is dropped, so the cache never serves an old value.
     PreferCache {
         /// The cache backend.
         cache: String,
         /// The source of truth.
         primary: String,
     },
-    /// Writes go to every backend concurrently and succeed only if all do;
-    /// reads take the first backend that has the key.
+    /// Writes go to every backend concurrently and succeed only if all do
+    /// (otherwise [`PartialWrite`](ManagerError::PartialWrite) says who has
+    /// the write; it is then repaired onto the others). Reads take the
+    /// first backend, in order, that has the key and is not behind on it.
     Redundant(Vec<String>),
-    /// Operations rotate over backends holding the same data (replicas); an
-    /// unavailable one is skipped.
+    /// Backends holding the same data (replicas): writes go to every replica
+    /// concurrently and succeed when at least one takes them (the others
+    /// are repaired); reads rotate over the replicas that are not behind on
+    /// the key, failing over when one is unavailable.
     RoundRobin(Vec<String>),
 }
 
@@ -75,20 +126,44 @@ impl Backends {
             .ok_or_else(|| ManagerError::BackendNotFound(name.to_string()))
     }
 
-    /// The enabled backends among `names`, in that order; unknown names are errors.
-    fn enabled(&self, names: &[String]) -> Result<Vec<&Slot>, ManagerError> {
-        let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            let s = self.slot(n)?;
-            if s.is_enabled() {
-                out.push(s.as_ref());
-            }
-        }
-        if out.is_empty() {
+    /// The backends among `names`: the members of the policy (enabled ones
+    /// first, then disabled ones, which miss every write and so are marked
+    /// stale by it) and the targets (the enabled ones, in order). Unknown
+    /// names are errors, and so is having no enabled backend.
+    fn group<'s>(
+        &'s self,
+        names: impl IntoIterator<Item = &'s Arc<Slot>> + Clone,
+    ) -> Result<Group<'s>, ManagerError> {
+        let targets: Vec<&Slot> = names
+            .clone()
+            .into_iter()
+            .filter(|s| s.is_enabled())
+            .map(|s| s.as_ref())
+            .collect();
+        if targets.is_empty() {
             return Err(ManagerError::NoBackends);
         }
-        Ok(out)
+        let mut members: Vec<&str> = targets.iter().map(|s| s.name()).collect();
+        members.extend(
+            names
+                .into_iter()
+                .filter(|s| !s.is_enabled())
+                .map(|s| s.name()),
+        );
+        Ok(Group { members, targets })
     }
+
+    fn named(&self, names: &[String]) -> Result<Vec<&Arc<Slot>>, ManagerError> {
+        names.iter().map(|n| self.slot(n)).collect()
+    }
+}
+
+/// The backends one operation may involve.
+pub(crate) struct Group<'s> {
+    /// Every backend of the policy: each holds a copy of every key.
+    pub(crate) members: Vec<&'s str>,
+    /// The enabled members, in the policy's order: where operations go.
+    pub(crate) targets: Vec<&'s Slot>,
 }
 
 /// Everything an executor needs besides the request.
@@ -97,6 +172,56 @@ pub(crate) struct Ctx<'a> {
     pub(crate) metrics: &'a ManagerMetrics,
     pub(crate) timeout: Duration,
     pub(crate) round_robin: &'a AtomicUsize,
+    pub(crate) cons: &'a Consistency,
+}
+
+/// The failure a get reports for a backend it skipped because the key may
+/// be behind there.
+pub(crate) fn behind(slot: &Slot) -> BackendFailure {
+    BackendFailure {
+        backend: slot.name().to_string(),
+        error: StorageError::Unavailable(
+            "this backend missed a recent write to the key and is being repaired; retry shortly"
+                .into(),
+        ),
+    }
+}
+
+/// One error for an operation that failed on every backend in `failures`.
+pub(crate) fn all_failed(
+    op: &'static str,
+    key: &str,
+    mut failures: Vec<BackendFailure>,
+) -> ManagerError {
+    if failures.len() == 1 {
+        let f = failures.pop().expect("one failure");
+        ManagerError::StorageOperation {
+            backend: f.backend,
+            op,
+            key: KeyRef::new(key),
+            source: f.error,
+        }
+    } else {
+        ManagerError::AllBackendsFailed {
+            op,
+            key: KeyRef::new(key),
+            failures,
+        }
+    }
+}
+
+/// Whether a failed write may still have been applied: only an error that
+/// says the backend refused it (bad input, permissions, unsupported,
+/// configuration, a missing table) means it was not.
+pub(crate) fn outcome_unknown(e: &StorageError) -> bool {
+    !matches!(
+        e,
+        StorageError::InvalidInput(_)
+            | StorageError::PermissionDenied(_)
+            | StorageError::Unsupported(_)
+            | StorageError::InvalidConfig(_)
+            | StorageError::NotFound(_)
+    )
 }
 
 /// A user's request, before it is split over backends.
@@ -147,49 +272,39 @@ pub(crate) async fn route(
     policy: Option<&StoragePolicy>,
     req: Req<'_>,
 ) -> Result<Out, ManagerError> {
+    let b = ctx.backends;
     match policy {
-        None => {
-            let slots: Vec<&Slot> = ctx
-                .backends
-                .by_priority
-                .iter()
-                .filter(|s| s.is_enabled())
-                .map(|s| s.as_ref())
-                .collect();
-            if slots.is_empty() {
-                return Err(ManagerError::NoBackends);
-            }
-            failover::run(ctx, &slots, req).await
-        }
+        None => failover::run(ctx, &b.group(&b.by_priority)?, req).await,
         Some(StoragePolicy::AlwaysUse(name)) => {
-            let slot = ctx.backends.slot(name)?;
+            let slot = b.slot(name)?;
             if !slot.is_enabled() {
                 return Err(ManagerError::BackendDisabled(name.clone()));
             }
-            failover::run(ctx, &[slot.as_ref()], req).await
+            failover::run(ctx, &b.group([slot])?, req).await
         }
         Some(StoragePolicy::FirstAvailable(names)) => {
-            let slots = ctx.backends.enabled(names)?;
-            failover::run(ctx, &slots, req).await
+            failover::run(ctx, &b.group(b.named(names)?)?, req).await
         }
         Some(StoragePolicy::RoundRobin(names)) => {
-            let mut slots = ctx.backends.enabled(names)?;
-            let start = ctx.round_robin.fetch_add(1, Relaxed) % slots.len();
-            slots.rotate_left(start);
-            failover::run(ctx, &slots, req).await
+            let mut group = b.group(b.named(names)?)?;
+            if matches!(req, Req::Get(_)) {
+                let start = ctx.round_robin.fetch_add(1, Relaxed) % group.targets.len();
+                group.targets.rotate_left(start);
+                failover::run(ctx, &group, req).await
+            } else {
+                replicas::run(ctx, &group, req, replicas::Acks::One).await
+            }
         }
         Some(StoragePolicy::PreferCache { cache, primary }) => {
-            let cache = ctx.backends.slot(cache)?;
-            let primary = ctx.backends.slot(primary)?;
+            let cache = b.slot(cache)?;
+            let primary = b.slot(primary)?;
             if !primary.is_enabled() {
                 return Err(ManagerError::BackendDisabled(primary.name().to_string()));
             }
-            let cache = cache.is_enabled().then_some(cache.as_ref());
             prefer_cache::run(ctx, cache, primary, req).await
         }
         Some(StoragePolicy::Redundant(names)) => {
-            let slots = ctx.backends.enabled(names)?;
-            redundant::run(ctx, &slots, req).await
+            replicas::run(ctx, &b.group(b.named(names)?)?, req, replicas::Acks::All).await
         }
     }
 }
