@@ -309,8 +309,8 @@ async fn seed_policies_compile_and_route() -> Result<(), Box<dyn std::error::Err
     }
     assert_eq!(
         per_backend,
-        vec![2, 2, 2],
-        "RoundRobin spread six puts evenly"
+        vec![6, 6, 6],
+        "RoundRobin wrote every put to every replica"
     );
 
     manager.set_policy(on("nope"));
@@ -358,12 +358,22 @@ async fn seed_configuration_types_build() {
 
 #[tokio::test]
 async fn seed_metrics_loop_prints_sensible_numbers() -> Result<(), Box<dyn std::error::Error>> {
-    let manager = manager_with(&["local", "cache"]).await;
+    // The cache joins just before the PreferCache policy: under the default
+    // policy it would be a replica, given a copy of every write.
+    let manager = manager_with(&["local"]).await;
     manager.put("a", b"1".to_vec()).await?;
     manager.get("a").await?;
     manager.get("missing").await?;
     manager.set_policy(StoragePolicy::AlwaysUse("nope".into()));
     assert!(manager.get("a").await.is_err());
+    manager
+        .add_backend(BackendConfig {
+            name: "cache".into(),
+            storage_config: StorageConfig::Local { path: None },
+            enabled: true,
+            priority: 1,
+        })
+        .await?;
     manager.set_policy(StoragePolicy::PreferCache {
         cache: "cache".into(),
         primary: "local".into(),

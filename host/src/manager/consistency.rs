@@ -254,16 +254,14 @@ impl Consistency {
 
     /// Waits until no write is in flight on `key`'s stripe (at once when none
     /// is). A read calls this before reading a key several backends hold.
-    pub(crate) async fn settle(&self, key: &str) {
+    /// Returns the number of writes finished on the stripe, for
+    /// [`fill_guard`](Self::fill_guard).
+    pub(crate) async fn settle(&self, key: &str) -> u64 {
         let stripe = self.stripe(key);
         if stripe.in_flight.load(SeqCst) != 0 {
             drop(stripe.lock.lock().await);
         }
-    }
-
-    /// The number of writes finished on `key`'s stripe (see [`fill_guard`](Self::fill_guard)).
-    pub(crate) fn version(&self, key: &str) -> u64 {
-        self.stripe(key).version.load(SeqCst)
+        stripe.version.load(SeqCst)
     }
 
     /// For a cache fill: holds `key`'s stripe if no write finished or is in
@@ -519,14 +517,14 @@ mod tests {
     #[tokio::test]
     async fn a_fill_overtaken_by_a_write_is_refused() {
         let c = Consistency::default();
-        let v = c.version("k");
+        let v = c.settle("k").await;
         let members = ["cache"];
         c.begin_write("k", &members).await.finish(WriteOutcome {
             acked: &["cache"],
             failed: &[],
         });
         assert!(c.fill_guard("k", v).await.is_none());
-        assert!(c.fill_guard("k", c.version("k")).await.is_some());
+        assert!(c.fill_guard("k", c.settle("k").await).await.is_some());
     }
 
     #[tokio::test]

@@ -37,7 +37,10 @@ pub(crate) async fn run(
     let usable = |c: &Slot| c.is_enabled() && c.breaker.allow();
     match req {
         Req::Get(key) => {
-            ctx.cons.settle(key).await;
+            // The stripe's write count, read before the primary is: a write
+            // finishing after this makes the fill below drop its (possibly
+            // old) value.
+            let version = ctx.cons.settle(key).await;
             let stale = ctx.cons.is_stale(cache.name(), key);
             let cache = (!stale && usable(cache)).then_some(cache);
             if stale {
@@ -51,9 +54,6 @@ pub(crate) async fn run(
                     .map(Out::Value)
                     .map_err(|e| fail("get", key, e));
             };
-            // Read before the primary: a write finishing after this makes
-            // the fill below drop its (possibly old) value.
-            let version = ctx.cons.version(key);
             match cache.get(key, t).await {
                 Ok(Some(v)) => {
                     ctx.metrics.cache_hits.inc();
@@ -166,9 +166,12 @@ async fn fill(ctx: &Ctx<'_>, cache: &Slot, primary: &Slot, key: &str, value: &[u
         return;
     }
     if let Err(e) = cache.put(key, value.to_vec(), ctx.timeout).await {
-        // A timed-out fill may still land later: repair the key to be sure.
         tracing::debug!(backend = %cache.name(), error = %e, "cache fill failed");
-        ctx.cons.mark_stale(cache.name(), key, primary.name());
+        // A fill that timed out may still land later: repair the key to be
+        // sure. One the cache refused did not land.
+        if outcome_unknown(&e) {
+            ctx.cons.mark_stale(cache.name(), key, primary.name());
+        }
     }
 }
 
@@ -177,6 +180,8 @@ async fn fill(ctx: &Ctx<'_>, cache: &Slot, primary: &Slot, key: &str, value: &[u
 async fn invalidate(cache: &Slot, key: &str, ctx: &Ctx<'_>, put_error: &StorageError) -> bool {
     match cache.delete(key, ctx.timeout).await {
         Ok(()) => true,
+        // A key the cache refuses as invalid (too long) cannot be in it.
+        Err(StorageError::InvalidInput(_)) => true,
         Err(e) => {
             tracing::warn!(backend = %cache.name(), put_error = %put_error, error = %e, "cache write and invalidation both failed; the key is read from the primary until the cache is repaired");
             false
