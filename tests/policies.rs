@@ -421,3 +421,93 @@ async fn metrics_render_as_prometheus_text_and_reset() {
     assert_eq!((after.operations, after.backend_operations["a"]), (0, 0));
     assert_eq!(after.success_rate(), 1.0);
 }
+
+/// Polls `repair_now` until nothing is pending (the backoff of a breaker
+/// that opened during the test may delay the first repair).
+async fn repair_until_done(m: &StorageManager) {
+    for _ in 0..60 {
+        let r = m.repair_now().await;
+        if r.pending == 0 && r.untrusted == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("repairs still pending: {:?}", m.repair_now().await);
+}
+
+#[tokio::test]
+async fn a_write_dropped_half_way_is_never_half_visible_and_is_repaired() {
+    let (m, c) = setup("dropped", &["a", "b"]).await;
+    m.set_policy(StoragePolicy::Redundant(names(&["a", "b"])));
+    m.put("k", b"old".to_vec()).await.unwrap();
+    // b is slow: the caller gives up while only a has the new value.
+    c[1].set_delay(Duration::from_millis(500));
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(50), m.put("k", b"new".to_vec())).await;
+    assert!(gave_up.is_err(), "the put was dropped half-way");
+    assert_eq!(
+        (c[0].peek("k"), c[1].peek("k")),
+        (Some(b"new".to_vec()), Some(b"old".to_vec()))
+    );
+    c[1].set_delay(Duration::ZERO);
+    // Whichever policy reads, b's old copy is never served.
+    m.set_policy(StoragePolicy::RoundRobin(names(&["a", "b"])));
+    for _ in 0..6 {
+        assert_eq!(m.get("k").await.unwrap(), Some(b"new".to_vec()));
+    }
+    assert!(m.metrics().await.consistency.stale_reads_avoided >= 3);
+    repair_until_done(&m).await;
+    assert_eq!(c[1].peek("k"), Some(b"new".to_vec()), "b was repaired");
+    let metrics = m.metrics().await.consistency;
+    assert!(
+        metrics.repairs >= 1 && metrics.repair_backlog == 0,
+        "{metrics:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_replica_disabled_during_writes_is_repaired_when_enabled() {
+    let (m, c) = setup("reenabled", &["a", "b"]).await;
+    m.set_policy(StoragePolicy::RoundRobin(names(&["a", "b"])));
+    m.put("k", b"v1".to_vec()).await.unwrap();
+    m.set_backend_enabled("b", false).unwrap();
+    m.put("k", b"v2".to_vec()).await.unwrap();
+    m.delete("gone").await.unwrap();
+    m.set_backend_enabled("b", true).unwrap();
+    assert_eq!(c[1].peek("k"), Some(b"v1".to_vec()), "b missed v2");
+    for _ in 0..4 {
+        assert_eq!(m.get("k").await.unwrap(), Some(b"v2".to_vec()));
+    }
+    repair_until_done(&m).await;
+    assert_eq!(c[1].peek("k"), Some(b"v2".to_vec()));
+}
+
+#[tokio::test]
+async fn a_cache_past_the_stale_bound_is_flushed_then_trusted_again() {
+    let (m, c) = setup("flush", &["cache", "primary"]).await;
+    let (cache, primary) = (&c[0], &c[1]);
+    m.set_policy(StoragePolicy::PreferCache {
+        cache: "cache".into(),
+        primary: "primary".into(),
+    });
+    m.set_max_stale_keys(2);
+    cache.set_mode(Mode::Unavailable);
+    for i in 0..4 {
+        m.put(&format!("k{i}"), b"new".to_vec()).await.unwrap();
+    }
+    cache.set_mode(Mode::Ok);
+    // What a cache that missed those writes could hold.
+    cache.poke("k3", b"old");
+    cache.poke("other", b"old");
+    assert_eq!(m.metrics().await.consistency.untrusted_backends, 1);
+    assert_eq!(m.get("k3").await.unwrap(), Some(b"new".to_vec()));
+    repair_until_done(&m).await;
+    assert_eq!(cache.peek("other"), None, "the untrusted cache was flushed");
+    assert_eq!(primary.peek("k3"), Some(b"new".to_vec()));
+    // Trusted again: a miss fills it, then it answers.
+    assert_eq!(m.get("k3").await.unwrap(), Some(b"new".to_vec()));
+    assert_eq!(cache.peek("k3"), Some(b"new".to_vec()));
+    let hits = m.metrics().await.cache_hits;
+    assert_eq!(m.get("k3").await.unwrap(), Some(b"new".to_vec()));
+    assert_eq!(m.metrics().await.cache_hits, hits + 1);
+}

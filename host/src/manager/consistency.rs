@@ -96,6 +96,8 @@ pub(crate) struct Consistency {
     /// Bumped whenever a backend loses per-key tracking (a flush started
     /// before must start over).
     distrusts: AtomicU64,
+    /// The bound on (key, backend) pairs tracked ([`MAX_STALE_KEYS`] by default).
+    pub(crate) limit: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -123,6 +125,7 @@ impl Default for Consistency {
             wake: Arc::new(Notify::new()),
             worker: AtomicBool::new(false),
             distrusts: AtomicU64::new(0),
+            limit: AtomicUsize::new(MAX_STALE_KEYS),
         }
     }
 }
@@ -338,7 +341,8 @@ impl Consistency {
                 }
             }
             // Over the bound: stop tracking the newly stale backends per key.
-            if state.pairs > MAX_STALE_KEYS {
+            let limit = self.limit.load(SeqCst);
+            if state.pairs > limit {
                 let newly: Vec<String> = e
                     .stale
                     .iter()
@@ -346,7 +350,7 @@ impl Consistency {
                     .cloned()
                     .collect();
                 for b in newly {
-                    tracing::error!(backend = %b, limit = MAX_STALE_KEYS, "too many keys await repair; the backend is no longer read until it is flushed (a cache) or removed and added again (a replica)");
+                    tracing::error!(backend = %b, limit, "too many keys await repair; the backend is no longer read until it is flushed (a cache) or removed and added again (a replica)");
                     state.untrusted.insert(b.clone());
                     self.distrusts.fetch_add(1, SeqCst);
                     e.stale.retain(|s| *s != b);
@@ -525,6 +529,29 @@ mod tests {
         });
         assert!(c.fill_guard("k", v).await.is_none());
         assert!(c.fill_guard("k", c.settle("k").await).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_a_backend_is_untrusted_whole() {
+        let c = Consistency::default();
+        c.limit.store(2, SeqCst);
+        c.mark_stale("b", "k1", "a");
+        c.mark_stale("b", "k2", "a");
+        assert_eq!(c.backlog(), (2, 0));
+        let token = c.flush_token();
+        c.mark_stale("b", "k3", "a");
+        assert_eq!(c.backlog(), (2, 1), "k3 is not tracked: b is untrusted");
+        assert!(c.is_stale("b", "never-written"));
+        assert!(
+            !c.trust_again("b", token),
+            "distrusted after the token: flush again"
+        );
+        assert!(c.trust_again("b", c.flush_token()));
+        assert!(!c.is_stale("b", "never-written"));
+        assert!(
+            c.is_stale("b", "k1"),
+            "marks recorded before stay until repaired"
+        );
     }
 
     #[tokio::test]

@@ -299,6 +299,15 @@ impl StorageManager {
             .store(timeout.as_millis().max(1) as u64, Relaxed);
     }
 
+    /// Bounds the memory the manager spends remembering keys that backends
+    /// are behind on (default [`MAX_STALE_KEYS`] (key, backend) pairs). Past
+    /// it, a backend that misses one more write is read for no key at all:
+    /// a PreferCache cache until the repair worker has flushed it, a replica
+    /// until it is removed and added again.
+    pub fn set_max_stale_keys(&self, max: usize) {
+        self.inner.cons.limit.store(max.max(1), Relaxed);
+    }
+
     fn op_timeout(&self) -> Duration {
         Duration::from_millis(self.inner.op_timeout_ms.load(Relaxed))
     }
