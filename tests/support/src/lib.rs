@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 pub mod fuzz;
+pub mod history;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

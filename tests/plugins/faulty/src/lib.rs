@@ -1,6 +1,12 @@
 //! A fault-injecting backend for tests: an in-memory store whose behaviour a
 //! test changes at runtime (fail as unavailable, fail otherwise, delay, panic,
-//! hang), per backend, through [`control`].
+//! hang, apply a write and then report it failed, answer late), per backend,
+//! through [`control`].
+//!
+//! Two kinds of delay: [`Control::set_delay`] delays every operation *before*
+//! it takes effect (a slow request); [`Control::set_answer_delay`] delays the
+//! answer of one kind of operation *after* it took effect (a slow reply: a get
+//! returns the value it read before the delay, a put is applied before it).
 //!
 //! Config: `{"name": "a", "panic_on_create": false, "panic_on": ["get"], "delay_ms": 0}`.
 //! `name` picks the [`Control`] shared with the test (in-process use); the
@@ -29,6 +35,23 @@ pub enum Mode {
     Panic = 3,
     /// Never answer.
     Hang = 4,
+    /// Apply the operation (a put or delete takes effect), then fail it as
+    /// unavailable: the write the client was told failed is in the store.
+    AppliedThenUnavailable = 5,
+}
+
+/// An operation of the backend, for per-operation faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Op {
+    /// `get`.
+    Get = 0,
+    /// `put`.
+    Put = 1,
+    /// `delete`.
+    Delete = 2,
+    /// `list` (and `list_page`).
+    List = 3,
 }
 
 /// The shared state of one faulty backend: its data and its faults.
@@ -36,6 +59,7 @@ pub enum Mode {
 pub struct Control {
     mode: AtomicU8,
     delay_ms: AtomicU64,
+    answer_delay_ms: [AtomicU64; 4],
     calls: AtomicU64,
     hanging: AtomicU64,
     data: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -49,6 +73,12 @@ impl Control {
     /// Delays every operation by `d`.
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, SeqCst);
+    }
+    /// Delays the answer of every `op` by `d` after the operation took effect
+    /// (zero: no delay). A host that gives up waiting (its timeout) leaves the
+    /// operation applied.
+    pub fn set_answer_delay(&self, op: Op, d: Duration) {
+        self.answer_delay_ms[op as usize].store(d.as_millis() as u64, SeqCst);
     }
     /// Operations received so far.
     pub fn calls(&self) -> u64 {
@@ -80,6 +110,7 @@ impl Control {
             2 => Mode::Fail,
             3 => Mode::Panic,
             4 => Mode::Hang,
+            5 => Mode::AppliedThenUnavailable,
             _ => Mode::Ok,
         }
     }
@@ -148,7 +179,7 @@ impl FaultyBackend {
             sleep(Duration::from_millis(delay)).await;
         }
         match self.control.mode() {
-            Mode::Ok => Ok(()),
+            Mode::Ok | Mode::AppliedThenUnavailable => Ok(()),
             Mode::Unavailable => Err(Error::unavailable(format!(
                 "faulty: {op} refused (injected)"
             ))),
@@ -168,6 +199,23 @@ impl FaultyBackend {
                 std::future::pending().await
             }
         }
+    }
+}
+
+impl FaultyBackend {
+    /// After the operation took effect: the answer delay of `op`, then the
+    /// failure of [`Mode::AppliedThenUnavailable`].
+    async fn leave(&self, op: Op, name: &str) -> Result<(), Error> {
+        let delay = self.control.answer_delay_ms[op as usize].load(SeqCst);
+        if delay > 0 {
+            sleep(Duration::from_millis(delay)).await;
+        }
+        if self.control.mode() == Mode::AppliedThenUnavailable {
+            return Err(Error::unavailable(format!(
+                "faulty: {name} applied, then reported unavailable (injected)"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -213,26 +261,31 @@ async fn sleep(d: Duration) {
 impl Backend for FaultyBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         self.enter("get").await?;
-        Ok(self.control.peek(key))
+        let value = self.control.peek(key);
+        self.leave(Op::Get, "get").await?;
+        Ok(value)
     }
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error> {
         self.enter("put").await?;
         self.control.data.lock().unwrap().insert(key.into(), value);
-        Ok(())
+        self.leave(Op::Put, "put").await
     }
     async fn delete(&self, key: &str) -> Result<(), Error> {
         self.enter("delete").await?;
         self.control.data.lock().unwrap().remove(key);
-        Ok(())
+        self.leave(Op::Delete, "delete").await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         self.enter("list").await?;
-        let data = self.control.data.lock().unwrap();
-        Ok(data
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
+        let keys = {
+            let data = self.control.data.lock().unwrap();
+            data.keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect()
+        };
+        self.leave(Op::List, "list").await?;
+        Ok(keys)
     }
 }
 
