@@ -304,35 +304,46 @@ fn idle_connections_past_the_descriptor_limit_do_not_lock_clients_out() {
     assert_eq!(a.status, 200, "{a:?}");
 }
 
-/// Descriptors exhausted by something else than connections (here: the
-/// limit is so low that even a few idle sockets exhaust it): `accept` fails
-/// with EMFILE; the server backs off, closes idle connections, and answers
-/// again as soon as descriptors free up.
+/// The descriptor limit drops under a running server (`prlimit`), below
+/// what its connection limit was sized for: `accept` fails with EMFILE.
+/// The accept loop backs off, closes the longest-idle connection, retries as
+/// soon as one closes, and keeps answering new clients while 200 idle
+/// sockets are open; after the flood it serves as before.
 #[test]
 fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     let root = TempDir::new("abuse-emfile");
-    // 80 descriptors: max_connections becomes 16, but the runtime, the
-    // listener and the log use some: a flood of idle sockets reaches EMFILE
-    // before the connection limit on some systems, the limit on others.
-    let config = write_config(
-        root.path(),
-        "idle_timeout = \"1s\"\nmax_connections = 1000\n",
-    );
-    let server = Server::start(&config, Some(80), "info");
+    let config = write_config(root.path(), "idle_timeout = \"10m\"\n");
+    let server = Server::start(&config, Some(1024), "info");
+    let pid = server.child.id().to_string();
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile=64:64"])
+        .status()
+        .expect("run prlimit (util-linux; apt-get install util-linux)");
+    assert!(status.success(), "prlimit --pid {pid} --nofile=64:64");
+    assert_eq!(nofile_of(server.child.id()), Some(64));
+
     let idle: Vec<TcpStream> = (0..200)
-        .map(|_| TcpStream::connect(&server.addr).expect("connect"))
+        .map(|i| {
+            TcpStream::connect(&server.addr)
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}\n{}", server.log()))
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     for i in 0..10 {
         let a = server.send(&put(&format!("e{i}"), "x"));
         assert_eq!(a.status, 204, "{a:?}\n{}", server.log());
     }
+    let log = server.log();
+    assert!(
+        log.contains("out of file descriptors"),
+        "accept ran out of descriptors (the path under test):\n{log}"
+    );
     drop(idle);
-    // After the flood: still answering, on fresh connections.
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(300));
     for _ in 0..10 {
         assert_eq!(server.send(&get("/healthz")).status, 200);
     }
+    assert!(server.log().contains("accepting connections again"));
 }
 
 /// A connection with no request is closed after `idle_timeout`, also

@@ -4,8 +4,11 @@
 //! {"error": {"code": "not_found", "message": "no value under \"k\""}}
 //! ```
 //!
-//! Clients branch on `code` (the strings of [`ErrorCode::as_str`] never
-//! change meaning); `message` is for people and may change. Errors that
+//! Every error status the API sends carries this body with
+//! `content-type: application/json`, the 408 of an unfinished head (written
+//! by the accept loop) included. Clients branch on `code` (the strings of
+//! [`ErrorCode::as_str`] never change meaning); `message` is for people and
+//! may change. Errors that
 //! involve backends also list them under `backends`, each with the stable
 //! [`StorageError::code`] of what it answered.
 

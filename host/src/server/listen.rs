@@ -70,6 +70,7 @@ const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 const BACKOFF_START: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The limits the accept loop enforces.
 #[derive(Debug, Clone, Copy)]
@@ -324,8 +325,11 @@ pub(crate) async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = BACKOFF_START;
     let mut starved_since: Option<Instant> = None;
+    let mut last_warned: Option<Instant> = None;
+    let mut suppressed = 0u64;
+    let mut warned = false;
 
-    loop {
+    'accept: loop {
         while conns.try_join_next().is_some() {}
         let accepted = tokio::select! {
             biased;
@@ -335,13 +339,23 @@ pub(crate) async fn serve(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) if out_of_descriptors(&e) => {
+                // Once per episode, and at most every WARN_EVERY under a
+                // flood that runs out again and again.
                 if starved_since.is_none() {
                     starved_since = Some(Instant::now());
-                    tracing::warn!(
-                        error = %e,
-                        connections = conns.len(),
-                        "cannot accept connections: out of file descriptors; closing idle connections and retrying as descriptors free up (raise `ulimit -n` or lower max_connections)"
-                    );
+                    if last_warned.is_none_or(|t: Instant| t.elapsed() >= WARN_EVERY) {
+                        tracing::warn!(
+                            error = %e,
+                            connections = conns.len(),
+                            times_since_last_warning = suppressed,
+                            "cannot accept connections: out of file descriptors; closing idle connections and retrying as descriptors free up (raise `ulimit -n` or lower max_connections)"
+                        );
+                        last_warned = Some(Instant::now());
+                        suppressed = 0;
+                        warned = true;
+                    } else {
+                        suppressed += 1;
+                    }
                 }
                 registry.evict_longest_idle();
                 // Retry as soon as a connection closes, or after the back-off.
@@ -362,7 +376,9 @@ pub(crate) async fn serve(
             }
         };
         backoff = BACKOFF_START;
-        if let Some(since) = starved_since.take() {
+        if let Some(since) = starved_since.take()
+            && std::mem::take(&mut warned)
+        {
             tracing::info!(
                 after_ms = since.elapsed().as_millis() as u64,
                 "accepting connections again"
@@ -377,6 +393,7 @@ pub(crate) async fn serve(
             let evicted = registry.evict_longest_idle();
             tokio::select! {
                 biased;
+                _ = &mut shutdown => break 'accept,
                 _ = conns.join_next() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)), if evicted => {}
             }
