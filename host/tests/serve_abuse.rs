@@ -437,6 +437,37 @@ fn a_stalled_body_gets_a_json_408() {
     assert_eq!(server.send(&get("/v1/kv/stalled")).status, 404);
 }
 
+/// A client that asks for a large value and stops reading: once the socket
+/// has taken nothing for `send_timeout` the server closes the connection
+/// (the client then gets only part of the value), instead of holding it
+/// and its request slot for ever.
+#[test]
+fn a_client_that_stops_reading_loses_its_connection() {
+    let root = TempDir::new("abuse-send");
+    let config = write_config(
+        root.path(),
+        "send_timeout = \"1s\"\nmax_body_size = \"48MiB\"\n",
+    );
+    let server = Server::start(&config, None, "info");
+    // Larger than what loopback socket buffers hold, so the writes block.
+    let value = "v".repeat(40 << 20);
+    assert_eq!(server.send(&put("big", &value)).status, 204);
+
+    let mut s = server.connect();
+    s.write_all(&get("/v1/kv/big")).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let mut got = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let end = s.read_to_end(&mut got);
+    assert!(
+        got.len() < value.len(),
+        "the server kept the connection of a client that stopped reading ({} bytes, {end:?})",
+        got.len()
+    );
+    // The server still serves.
+    assert_eq!(server.send(&get("/healthz")).status, 200);
+}
+
 /// SIGTERM while one client has sent half of its headers, another is idle
 /// and a third is sending a PUT body: the listener closes at once, the PUT
 /// finishes (204, stored), the half-sent and idle connections are dropped,

@@ -70,6 +70,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// names no `body_timeout`.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the server waits for a client to take the next bytes of an
+/// answer, when the config names no `send_timeout`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The most connections served at once, when the config names no
 /// `max_connections` (lowered further to fit the process's descriptor limit).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -179,6 +183,10 @@ pub struct HostConfig {
     /// The longest wait for the next piece of a request body (`body_timeout`);
     /// past it the request is answered 408.
     pub body_timeout: Duration,
+    /// How long the server waits for a client to take the next bytes of an
+    /// answer (`send_timeout`): a client that stops reading loses its
+    /// connection.
+    pub send_timeout: Duration,
     /// The most connections served at once (`max_connections`). At the
     /// limit, the connection idle the longest is closed to make room; when
     /// none is idle, new connections wait in the listen queue.
@@ -303,6 +311,7 @@ impl HostConfig {
         let header_timeout = duration("header_timeout", DEFAULT_HEADER_TIMEOUT)?;
         let idle_timeout = duration("idle_timeout", DEFAULT_IDLE_TIMEOUT)?;
         let body_timeout = duration("body_timeout", DEFAULT_BODY_TIMEOUT)?;
+        let send_timeout = duration("send_timeout", DEFAULT_SEND_TIMEOUT)?;
         let max_connections = match root.take("max_connections") {
             None => DEFAULT_MAX_CONNECTIONS,
             Some(Value::Integer(n)) if n >= 1 && n as u64 <= MAX_MAX_CONNECTIONS as u64 => {
@@ -401,6 +410,7 @@ impl HostConfig {
             header_timeout,
             idle_timeout,
             body_timeout,
+            send_timeout,
             max_connections,
             auth,
             warnings,
@@ -1458,10 +1468,12 @@ mod tests {
                 DEFAULT_MAX_CONNECTIONS
             )
         );
+        assert_eq!(c.send_timeout, DEFAULT_SEND_TIMEOUT);
         let c = parse(&format!(
-            "header_timeout = \"2s\"\nidle_timeout = \"1m\"\nbody_timeout = \"500ms\"\nmax_connections = 10\n{MEM}"
+            "header_timeout = \"2s\"\nidle_timeout = \"1m\"\nbody_timeout = \"500ms\"\nsend_timeout = \"3s\"\nmax_connections = 10\n{MEM}"
         ))
         .unwrap();
+        assert_eq!(c.send_timeout, Duration::from_secs(3));
         assert_eq!(
             (
                 c.header_timeout,
@@ -1480,6 +1492,7 @@ mod tests {
             ("header_timeout", "\"0s\""),
             ("idle_timeout", "\"2h\""),
             ("body_timeout", "\"soon\""),
+            ("send_timeout", "-1"),
             ("max_connections", "0"),
             ("max_connections", "\"many\""),
         ] {

@@ -9,6 +9,9 @@
 //!   server answers `408` with the API's JSON error and closes.
 //! - **Body timeout** (`body_timeout`, tower-http's `RequestBodyTimeoutLayer`
 //!   in `routes`): a body that stops arriving is answered `408`.
+//! - **Send timeout** (`send_timeout`): a client that stops reading its
+//!   answer (the socket accepts no more bytes for that long) loses the
+//!   connection.
 //! - **Connection limit** (`max_connections`, lowered to fit the process's
 //!   descriptor limit): at the limit, the connection idle the longest (no
 //!   request in progress) is closed to make room, so idle sockets cannot
@@ -77,6 +80,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub(crate) struct Limits {
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    pub(crate) send_timeout: Duration,
     pub(crate) max_connections: usize,
 }
 
@@ -107,6 +111,9 @@ struct ConnState {
     idle_since: AtomicU64,
     /// When the first byte of the next request's head arrived (`NONE`: not yet).
     head_started: AtomicU64,
+    /// Since when the socket has taken none of the bytes written to it
+    /// (`NONE`: it is not full).
+    write_blocked: AtomicU64,
     /// Asked to close by the accept loop to make room.
     evict: AtomicBool,
     /// Something above changed: the connection's task re-arms its timer.
@@ -120,6 +127,7 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(nanos(epoch)),
             head_started: AtomicU64::new(NONE),
+            write_blocked: AtomicU64::new(NONE),
             evict: AtomicBool::new(false),
             changed: Notify::new(),
         }
@@ -141,6 +149,22 @@ impl ConnState {
         }
     }
 
+    /// A write found the socket full, or made progress.
+    fn on_write<T>(&self, r: &Poll<io::Result<T>>) {
+        match r {
+            Poll::Pending => {
+                if self
+                    .write_blocked
+                    .compare_exchange(NONE, nanos(self.epoch), Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    self.changed.notify_one();
+                }
+            }
+            Poll::Ready(_) => self.write_blocked.store(NONE, Ordering::SeqCst),
+        }
+    }
+
     /// A request's head is complete: it is in flight until its answer is written.
     fn enter(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -151,10 +175,14 @@ impl ConnState {
 
     /// When the connection's current wait ends, and which timeout that is.
     fn deadline(&self, limits: &Limits) -> Option<(Instant, Expiry)> {
+        let at = |n: u64| self.epoch + Duration::from_nanos(n);
+        match self.write_blocked.load(Ordering::SeqCst) {
+            NONE => {}
+            since => return Some((at(since) + limits.send_timeout, Expiry::Send)),
+        }
         if self.busy() {
             return None;
         }
-        let at = |n: u64| self.epoch + Duration::from_nanos(n);
         match self.head_started.load(Ordering::SeqCst) {
             NONE => Some((
                 at(self.idle_since.load(Ordering::SeqCst)) + limits.idle_timeout,
@@ -173,6 +201,7 @@ fn nanos(epoch: Instant) -> u64 {
 enum Expiry {
     Idle,
     Header,
+    Send,
 }
 
 /// Held from a request's head until its answer is written (or dropped).
@@ -216,7 +245,10 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.state.on_write(&r);
+        r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -232,7 +264,10 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.state.on_write(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -494,6 +529,10 @@ async fn serve_connection(
                 match state.deadline(&limits) {
                     Some((at, Expiry::Idle)) if at <= Instant::now() => {
                         tracing::debug!(%peer, "idle connection closed (idle_timeout)");
+                        return;
+                    }
+                    Some((at, Expiry::Send)) if at <= Instant::now() => {
+                        tracing::debug!(%peer, "the client stopped reading its answer (send_timeout); connection closed");
                         return;
                     }
                     Some((at, Expiry::Header)) if at <= Instant::now() => {

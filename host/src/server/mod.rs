@@ -297,6 +297,7 @@ pub async fn serve(
         header_timeout_ms = config.header_timeout.as_millis() as u64,
         idle_timeout_ms = config.idle_timeout.as_millis() as u64,
         body_timeout_ms = config.body_timeout.as_millis() as u64,
+        send_timeout_ms = config.send_timeout.as_millis() as u64,
         "storage-host listening"
     );
     println!("listening on http://{addr}");
@@ -309,6 +310,7 @@ pub async fn serve(
     let limits = listen::Limits {
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
+        send_timeout: config.send_timeout,
         max_connections,
     };
     listen::serve(listener, app, limits, shutdown, config.shutdown_timeout).await;
