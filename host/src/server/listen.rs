@@ -137,6 +137,14 @@ impl ConnState {
         self.in_flight.load(Ordering::SeqCst) > 0
     }
 
+    /// No request in progress and no answer waiting to be written: closing
+    /// the connection loses nothing. (Seen from the connection's own task,
+    /// between polls of hyper, an answer is either fully handed to the
+    /// socket or blocked on it.)
+    fn quiet(&self) -> bool {
+        !self.busy() && self.write_blocked.load(Ordering::SeqCst) == NONE
+    }
+
     /// Bytes of a request arrived.
     fn on_read(&self) {
         if !self.busy()
@@ -303,7 +311,7 @@ impl Registry {
         let conns = self.lock();
         let victim = conns
             .values()
-            .filter(|s| !s.busy() && !s.evict.load(Ordering::SeqCst))
+            .filter(|s| s.quiet() && !s.evict.load(Ordering::SeqCst))
             .min_by_key(|s| s.idle_since.load(Ordering::SeqCst));
         match victim {
             Some(s) => {
@@ -383,7 +391,7 @@ pub(crate) async fn serve(
                             error = %e,
                             connections = conns.len(),
                             times_since_last_warning = suppressed,
-                            "cannot accept connections: out of file descriptors; closing idle connections and retrying as descriptors free up (raise `ulimit -n` or lower max_connections)"
+                            "cannot accept connections: out of file descriptors (or socket memory); closing idle connections and retrying as descriptors free up (raise `ulimit -n` or lower max_connections)"
                         );
                         last_warned = Some(Instant::now());
                         suppressed = 0;
@@ -518,7 +526,7 @@ async fn serve_connection(
             }
             _ = state.changed.notified() => {
                 if state.evict.load(Ordering::SeqCst) {
-                    if !state.busy() {
+                    if state.quiet() {
                         tracing::debug!(%peer, "idle connection closed to make room for a new one");
                         return;
                     }
@@ -552,7 +560,7 @@ async fn serve_connection(
                 if futures_util::poll!(Pin::new(&mut conn)).is_ready() {
                     return;
                 }
-                if !state.busy() {
+                if state.quiet() {
                     // Idle, or headers half-sent: nothing to finish.
                     return;
                 }
