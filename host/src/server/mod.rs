@@ -9,6 +9,9 @@
 //!   signal, then a graceful stop: no new connections, requests in flight
 //!   finish, every backend is shut down (durable stores flushed).
 //! - [`error`]: the API's JSON errors and their stable codes.
+//! - `listen`: the accept loop under [`serve`]: header, idle, body and send
+//!   timeouts, a connection limit sized to the descriptor limit, back-off
+//!   when descriptors run out, a shutdown that drops half-sent requests.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
