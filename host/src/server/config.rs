@@ -58,6 +58,29 @@ pub const MAX_MAX_BODY_BYTES: usize = 1024 * 1024 * 1024;
 /// when the config names no `shutdown_timeout`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a client may take to send a request's headers, from the first
+/// byte of the request, when the config names no `header_timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may sit with no request before it is closed, when
+/// the config names no `idle_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest wait for the next piece of a request body, when the config
+/// names no `body_timeout`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the server waits for a client to take the next bytes of an
+/// answer, when the config names no `send_timeout`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most connections served at once, when the config names no
+/// `max_connections` (lowered further to fit the process's descriptor limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The largest `max_connections` accepted.
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+
 /// A configuration error, naming the field it is about.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -149,6 +172,25 @@ pub struct HostConfig {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM
     /// (`shutdown_timeout`).
     pub shutdown_timeout: Duration,
+    /// How long a client may take to send a request's headers, counted from
+    /// the request's first byte (`header_timeout`). Past it the server answers
+    /// 408 and closes the connection.
+    pub header_timeout: Duration,
+    /// How long a connection may stay open with no request in progress
+    /// (`idle_timeout`): a fresh connection before its first byte, a
+    /// keep-alive connection between requests.
+    pub idle_timeout: Duration,
+    /// The longest wait for the next piece of a request body (`body_timeout`);
+    /// past it the request is answered 408.
+    pub body_timeout: Duration,
+    /// How long the server waits for a client to take the next bytes of an
+    /// answer (`send_timeout`): a client that stops reading loses its
+    /// connection.
+    pub send_timeout: Duration,
+    /// The most connections served at once (`max_connections`). At the
+    /// limit, the connection idle the longest is closed to make room; when
+    /// none is idle, new connections wait in the listen queue.
+    pub max_connections: usize,
     /// The bearer token (`[auth]`).
     pub auth: AuthConfig,
     /// Things that are allowed but unwise (an inline secret, a token file
@@ -260,6 +302,30 @@ impl HostConfig {
                 .map_err(|m| ConfigError::invalid(root.path("shutdown_timeout"), m))?,
         };
 
+        let mut duration = |key: &'static str, default: Duration| -> Result<Duration> {
+            match root.take(key) {
+                None => Ok(default),
+                Some(v) => parse_duration(&v).map_err(|m| ConfigError::invalid(key, m)),
+            }
+        };
+        let header_timeout = duration("header_timeout", DEFAULT_HEADER_TIMEOUT)?;
+        let idle_timeout = duration("idle_timeout", DEFAULT_IDLE_TIMEOUT)?;
+        let body_timeout = duration("body_timeout", DEFAULT_BODY_TIMEOUT)?;
+        let send_timeout = duration("send_timeout", DEFAULT_SEND_TIMEOUT)?;
+        let max_connections = match root.take("max_connections") {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(Value::Integer(n)) if n >= 1 && n as u64 <= MAX_MAX_CONNECTIONS as u64 => {
+                n as usize
+            }
+            Some(Value::Integer(n)) => {
+                return Err(ConfigError::invalid(
+                    "max_connections",
+                    format!("{n} is out of range; use 1 to {MAX_MAX_CONNECTIONS}"),
+                ));
+            }
+            Some(v) => return Err(root.wrong("max_connections", "an integer", &v)),
+        };
+
         let auth = match root.opt_table("auth")? {
             None => AuthConfig::default(),
             Some(t) => auth_config(t, base_dir, &mut warnings)?,
@@ -341,6 +407,11 @@ impl HostConfig {
             max_body_bytes,
             op_timeout,
             shutdown_timeout,
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            send_timeout,
+            max_connections,
             auth,
             warnings,
         })
@@ -774,7 +845,7 @@ fn secret_or_string(
 ) -> Result<String> {
     match v {
         Value::String(s) => {
-            if secret && !s.is_empty() {
+            if (secret && !s.is_empty()) || url_with_password(&s) {
                 warnings.push(inline_secret_warning(field));
             }
             Ok(s)
@@ -826,7 +897,68 @@ fn indirection(field: &str, t: &Table, base: &Path) -> Result<Option<String>> {
     }
 }
 
-use crate::config::is_secret_field as is_secret_name;
+/// Whether a field name says its value is a secret: the config loader's
+/// "written inline" warning. Stricter than the redaction of `Debug` output
+/// (which hides any field whose name merely contains `key` or `auth`, to be
+/// safe): `password`, `token`, `secret`, `credential(s)` anywhere in the
+/// name, or a name ending in `key` / `auth` / `pass` / `pwd` as a word
+/// (`api_key`, `anon_key`, `privateKey`, `auth`). `key_prefix`, `keyspace`,
+/// `auth_mode` or `max_keys` are not secrets and do not warn.
+pub fn looks_like_secret_name(name: &str) -> bool {
+    // Split snake_case, kebab-case and camelCase into lower-case words.
+    let mut words: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() {
+            if !current.is_empty() {
+                words.push(std::mem::take(&mut current));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower && !current.is_empty() {
+            words.push(std::mem::take(&mut current));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        current.extend(c.to_lowercase());
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    let anywhere = [
+        "password",
+        "passwd",
+        "passphrase",
+        "token",
+        "secret",
+        "credential",
+        "credentials",
+    ];
+    if words.iter().any(|w| anywhere.iter().any(|a| w.contains(a))) {
+        return true;
+    }
+    matches!(
+        words.last().map(String::as_str),
+        Some("key" | "apikey" | "auth" | "pass" | "pwd")
+    )
+}
+
+/// Whether a string value is a URL that carries a password
+/// (`redis://:pw@host`, `postgres://user:pw@host/db`).
+fn url_with_password(s: &str) -> bool {
+    let Some(scheme_end) = s.find("://") else {
+        return false;
+    };
+    let rest = &s[scheme_end + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => authority[..at]
+            .split_once(':')
+            .is_some_and(|(_, pw)| !pw.is_empty()),
+        None => false,
+    }
+}
 
 /// A custom plugin's config as JSON, with `{ env }` / `{ file }` resolved.
 fn to_json(field: &str, v: Value, base: &Path, warnings: &mut Vec<String>) -> Result<Json> {
@@ -854,7 +986,13 @@ fn to_json(field: &str, v: Value, base: &Path, warnings: &mut Vec<String>) -> Re
             let mut map = serde_json::Map::new();
             for (k, v) in t {
                 let sub = format!("{field}.{k}");
-                if is_secret_name(&k) && matches!(&v, Value::String(s) if !s.is_empty()) {
+                let inline_secret = match &v {
+                    Value::String(s) if !s.is_empty() => {
+                        looks_like_secret_name(&k) || url_with_password(s)
+                    }
+                    _ => false,
+                };
+                if inline_secret {
                     warnings.push(inline_secret_warning(&sub));
                 }
                 map.insert(k, to_json(&sub, v, base, warnings)?);
@@ -1258,6 +1396,108 @@ mod tests {
             c.warnings
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_secret_warning_fires_for_secrets_only() {
+        for name in [
+            "password",
+            "redis_password",
+            "api_key",
+            "apiKey",
+            "anon_key",
+            "service_role_key",
+            "privateKey",
+            "access_token",
+            "client_secret",
+            "credentials",
+            "auth",
+            "key",
+            "db_pass",
+        ] {
+            assert!(looks_like_secret_name(name), "{name}");
+        }
+        for name in [
+            "key_prefix",
+            "keyPrefix",
+            "keyspace",
+            "max_keys",
+            "auth_mode",
+            "monkey",
+            "url",
+            "ttl_seconds",
+            "timeout_ms",
+            "author",
+        ] {
+            assert!(!looks_like_secret_name(name), "{name}");
+        }
+        let warnings = |config: &str| {
+            parse(&format!(
+                "[[backends]]\nname = \"r\"\n[backends.storage_config]\ntype = \"custom\"\nplugin_name = \"redis\"\nconfig = {{ {config} }}\n"
+            ))
+            .unwrap()
+            .warnings
+        };
+        assert!(
+            warnings("url = \"redis://127.0.0.1:6379\", key_prefix = \"app:cache:\"").is_empty(),
+            "key_prefix is not a secret"
+        );
+        let w = warnings("url = \"redis://:hunter2@127.0.0.1:6379\"");
+        assert!(
+            w.len() == 1 && w[0].starts_with("backends[0].storage_config.config.url:"),
+            "a password in a URL is a secret: {w:?}"
+        );
+        assert!(!w[0].contains("hunter2"), "{w:?}");
+        assert_eq!(warnings("api_key = \"abc\"").len(), 1);
+    }
+
+    #[test]
+    fn connection_limits_and_timeouts() {
+        let c = parse(MEM).unwrap();
+        assert_eq!(
+            (
+                c.header_timeout,
+                c.idle_timeout,
+                c.body_timeout,
+                c.max_connections
+            ),
+            (
+                DEFAULT_HEADER_TIMEOUT,
+                DEFAULT_IDLE_TIMEOUT,
+                DEFAULT_BODY_TIMEOUT,
+                DEFAULT_MAX_CONNECTIONS
+            )
+        );
+        assert_eq!(c.send_timeout, DEFAULT_SEND_TIMEOUT);
+        let c = parse(&format!(
+            "header_timeout = \"2s\"\nidle_timeout = \"1m\"\nbody_timeout = \"500ms\"\nsend_timeout = \"3s\"\nmax_connections = 10\n{MEM}"
+        ))
+        .unwrap();
+        assert_eq!(c.send_timeout, Duration::from_secs(3));
+        assert_eq!(
+            (
+                c.header_timeout,
+                c.idle_timeout,
+                c.body_timeout,
+                c.max_connections
+            ),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(60),
+                Duration::from_millis(500),
+                10
+            )
+        );
+        for (field, value) in [
+            ("header_timeout", "\"0s\""),
+            ("idle_timeout", "\"2h\""),
+            ("body_timeout", "\"soon\""),
+            ("send_timeout", "-1"),
+            ("max_connections", "0"),
+            ("max_connections", "\"many\""),
+        ] {
+            assert_eq!(field_of(&format!("{field} = {value}\n{MEM}")), field);
+        }
     }
 
     #[test]

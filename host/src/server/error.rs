@@ -4,12 +4,14 @@
 //! {"error": {"code": "not_found", "message": "no value under \"k\""}}
 //! ```
 //!
-//! Clients branch on `code` (the strings of [`ErrorCode::as_str`] never
-//! change meaning); `message` is for people and may change. Errors that
+//! Every error status the API sends carries this body with
+//! `content-type: application/json`, the 408 of an unfinished head (written
+//! by the accept loop) included. Clients branch on `code` (the strings of
+//! [`ErrorCode::as_str`] never change meaning); `message` is for people and
+//! may change. Errors that
 //! involve backends also list them under `backends`, each with the stable
 //! [`StorageError::code`] of what it answered.
 
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -29,6 +31,13 @@ pub enum ErrorCode {
     InvalidInput,
     /// 401: the bearer token is missing or wrong.
     Unauthorized,
+    /// 408: the request's headers or body did not arrive in time
+    /// (`header_timeout`, `body_timeout`).
+    RequestTimeout,
+    /// 414: the request target (path and query) is longer than the API takes.
+    UriTooLong,
+    /// 431: too many request headers, or too many bytes of them.
+    HeadersTooLarge,
     /// 404: no value under the key.
     NotFound,
     /// 404: no such route.
@@ -60,6 +69,9 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidInput => "invalid_input",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::NotFound => "not_found",
             ErrorCode::RouteNotFound => "route_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -80,6 +92,9 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::NotFound | ErrorCode::RouteNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -174,14 +189,9 @@ struct Failure<'a> {
     message: String,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.code.status();
-        if status.is_server_error() {
-            tracing::warn!(code = self.code.as_str(), error = %self.message, "request failed");
-        } else {
-            tracing::debug!(code = self.code.as_str(), error = %self.message, "request refused");
-        }
+impl ApiError {
+    /// The JSON body of this error, as sent.
+    pub(crate) fn body_bytes(&self) -> Vec<u8> {
         let body = Body {
             error: Inner {
                 code: self.code.as_str(),
@@ -197,7 +207,35 @@ impl IntoResponse for ApiError {
                     .collect(),
             },
         };
-        let mut response = (status, Json(body)).into_response();
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        // Messages name keys (and backends' messages may quote values): at
+        // WARN only the stable codes; the full message at DEBUG.
+        if status.is_server_error() {
+            let backends: Vec<String> = self
+                .backends
+                .iter()
+                .map(|f| format!("{}={}", f.backend, f.error.code()))
+                .collect();
+            tracing::warn!(code = self.code.as_str(), status = status.as_u16(), backends = %backends.join(","), "request failed (the message, which may name the key, is logged at debug)");
+            tracing::debug!(code = self.code.as_str(), error = %self.message, "request failed");
+        } else {
+            tracing::debug!(code = self.code.as_str(), error = %self.message, "request refused");
+        }
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.body_bytes(),
+        )
+            .into_response();
         let headers = response.headers_mut();
         match self.code {
             ErrorCode::Unauthorized => {

@@ -9,6 +9,9 @@
 //!   signal, then a graceful stop: no new connections, requests in flight
 //!   finish, every backend is shut down (durable stores flushed).
 //! - [`error`]: the API's JSON errors and their stable codes.
+//! - `listen`: the accept loop under [`serve`]: header, idle, body and send
+//!   timeouts, a connection limit sized to the descriptor limit, back-off
+//!   when descriptors run out, a shutdown that drops half-sent requests.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,10 +25,11 @@
 mod auth;
 pub mod config;
 pub mod error;
+mod listen;
 mod plugins;
 mod routes;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -37,8 +41,12 @@ use crate::plugin::PluginError;
 use crate::registry::StorageRegistry;
 use crate::watch::WatchOptions;
 use config::{HostConfig, TokenSource};
+pub use listen::RESERVED_DESCRIPTORS;
 use plugins::PluginLog;
-pub use routes::{DEFAULT_LIST_LIMIT, MAX_KEY_BYTES, MAX_LIST_LIMIT, check_key};
+pub use routes::{
+    DEFAULT_LIST_LIMIT, MAX_HEADER_BYTES, MAX_HEADERS, MAX_KEY_BYTES, MAX_LIST_LIMIT,
+    MAX_URI_BYTES, check_key, percent_decode_strict,
+};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +181,7 @@ impl Host {
             plugins: Arc::clone(&self.plugins),
             plugins_dir: self.plugins_dir.clone(),
             max_body_bytes: config.max_body_bytes,
+            body_timeout: config.body_timeout,
         });
         routes::router(state, config.auth.token.clone())
     }
@@ -273,7 +282,27 @@ pub async fn serve(
         .into_iter()
         .map(|b| format!("{}={} {}", b.name, b.plugin, b.plugin_version))
         .collect();
-    tracing::info!(%addr, backends = %backends.join(", "), max_body_bytes = config.max_body_bytes, "storage-host listening");
+    let (max_connections, nofile) = listen::connection_limit(config.max_connections);
+    if max_connections < config.max_connections {
+        tracing::info!(
+            configured = config.max_connections,
+            max_connections,
+            descriptor_limit = nofile,
+            "max_connections lowered to leave {} of the descriptor limit (ulimit -n) to backends and plugins",
+            listen::RESERVED_DESCRIPTORS
+        );
+    }
+    tracing::info!(
+        %addr,
+        backends = %backends.join(", "),
+        max_body_bytes = config.max_body_bytes,
+        max_connections,
+        header_timeout_ms = config.header_timeout.as_millis() as u64,
+        idle_timeout_ms = config.idle_timeout.as_millis() as u64,
+        body_timeout_ms = config.body_timeout.as_millis() as u64,
+        send_timeout_ms = config.send_timeout.as_millis() as u64,
+        "storage-host listening"
+    );
     println!("listening on http://{addr}");
     {
         use std::io::Write;
@@ -281,25 +310,14 @@ pub async fn serve(
     }
 
     let app = host.router(&config);
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(true);
-        })
-        .into_future();
-    let grace = config.shutdown_timeout;
-    let result = tokio::select! {
-        r = server => r.map_err(StartError::Serve),
-        _ = async {
-            let _ = stopping_rx.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(?grace, "requests still in flight after shutdown_timeout; closing their connections");
-            Ok(())
-        }
+    let limits = listen::Limits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        send_timeout: config.send_timeout,
+        max_connections,
     };
+    listen::serve(listener, app, limits, shutdown, config.shutdown_timeout).await;
     host.shutdown().await;
     tracing::info!("stopped: every backend shut down");
-    result
+    Ok(())
 }

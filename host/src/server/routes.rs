@@ -9,13 +9,12 @@ use futures_util::StreamExt;
 use axum::Json;
 use axum::Router;
 use axum::body::BodyDataStream;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::auth;
@@ -37,12 +36,24 @@ pub const DEFAULT_LIST_LIMIT: usize = 1000;
 /// The largest `limit` of `GET /v1/kv`: the manager's page bound.
 pub const MAX_LIST_LIMIT: usize = crate::manager::MAX_LIST_PAGE;
 
+/// The most request headers the API takes; more is answered 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// The most bytes of request headers (names, values and separators) the API
+/// takes; more is answered 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The longest request target (path and query) the API takes, in bytes;
+/// longer is answered 414. Room for the longest key, percent-encoded whole.
+pub const MAX_URI_BYTES: usize = 3 * MAX_KEY_BYTES + 1024;
+
 /// What the handlers share.
 pub(crate) struct AppState {
     pub(crate) manager: StorageManager,
     pub(crate) plugins: Arc<PluginLog>,
     pub(crate) plugins_dir: Option<std::path::PathBuf>,
     pub(crate) max_body_bytes: usize,
+    pub(crate) body_timeout: Duration,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -50,6 +61,7 @@ type Shared = State<Arc<AppState>>;
 /// The API: `/healthz` is always open; every other route needs the bearer
 /// token when one is configured.
 pub(crate) fn router(state: Arc<AppState>, token: Option<Secret>) -> Router {
+    let body_timeout = state.body_timeout;
     let mut api = Router::new()
         .route("/v1/kv", get(list_keys))
         .route("/v1/kv/", get(empty_key).put(empty_key).delete(empty_key))
@@ -68,8 +80,47 @@ pub(crate) fn router(state: Arc<AppState>, token: Option<Secret>) -> Router {
         .merge(api)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
+        .layer(middleware::from_fn(check_head))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Refuses, with the API's JSON error, a request whose target or headers
+/// are larger than the API takes (414, 431). The HTTP parser's own limits
+/// are set above these (see `listen`), so it is this answer clients see.
+async fn check_head(request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return ApiError::new(
+            ErrorCode::UriTooLong,
+            format!(
+                "the request target is {target} bytes long; the limit is {MAX_URI_BYTES} (keys are at most {MAX_KEY_BYTES} bytes)"
+            ),
+        )
+        .into_response();
+    }
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "the request has {} headers of {bytes} bytes; the limits are {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// One debug line per request. The path is not logged: keys may be personal data.
@@ -126,14 +177,56 @@ pub fn check_key(key: &str, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn key_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    let Path(key) = path.map_err(|e| {
+/// Decodes the `%XX` escapes of a URL component strictly: each `%` must be
+/// followed by two hex digits, and the bytes must be UTF-8. With
+/// `plus_is_space` (query strings), `+` stands for a space. The error says
+/// what is wrong and where, for a 400.
+pub fn percent_decode_strict(raw: &str, plus_is_space: bool) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (bytes.get(i + 1), bytes.get(i + 2)) {
+                    (Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                        out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                        i += 3;
+                    }
+                    _ => {
+                        let escape: String = raw[i..].chars().take(3).collect();
+                        return Err(format!(
+                            "{escape:?} at byte {i} is not a percent-escape: '%' must be followed by two hex digits (write %25 for a literal '%')"
+                        ));
+                    }
+                }
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|e| {
+        format!(
+            "the percent-escapes decode to bytes that are not UTF-8 (at decoded byte {}); encode text as UTF-8 before percent-encoding it",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// The key of a `/v1/kv/{key}` request, decoded strictly from the raw path.
+fn key_of(uri: &Uri) -> Result<String, ApiError> {
+    let raw = uri.path().strip_prefix("/v1/kv/").unwrap_or_default();
+    let key = percent_decode_strict(raw, false).map_err(|reason| {
         ApiError::new(
             ErrorCode::BadKey,
-            format!(
-                "the key in the path is not valid: {}; percent-encode it as UTF-8",
-                e.body_text()
-            ),
+            format!("the key in the path is not valid: {reason}"),
         )
     })?;
     if key.is_empty() {
@@ -150,11 +243,8 @@ async fn empty_key() -> ApiError {
     )
 }
 
-async fn get_value(
-    State(s): Shared,
-    key: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let key = key_of(key)?;
+async fn get_value(State(s): Shared, uri: Uri) -> Result<Response, ApiError> {
+    let key = key_of(&uri)?;
     match s.manager.get(&key).await? {
         Some(value) => Ok((
             [(
@@ -199,8 +289,24 @@ async fn drain(stream: &mut BodyDataStream) {
     .await;
 }
 
+/// Whether a body error is `body_timeout` expiring.
+fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut e = Some(e);
+    while let Some(err) = e {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        e = err.source();
+    }
+    false
+}
+
 /// Reads a request body of at most `limit` bytes.
-async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_body(
+    request: Request,
+    limit: usize,
+    body_timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -219,7 +325,18 @@ async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> 
     let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(ErrorCode::BadRequest, format!("cannot read the body: {e}"))
+            let e = e.into_inner();
+            if is_body_timeout(&*e) {
+                ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!(
+                        "no part of the body arrived for {} ms (body_timeout in the config)",
+                        body_timeout.as_millis()
+                    ),
+                )
+            } else {
+                ApiError::new(ErrorCode::BadRequest, format!("cannot read the body: {e}"))
+            }
         })?;
         if body.len() + chunk.len() > limit {
             drain(&mut stream).await;
@@ -230,34 +347,68 @@ async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> 
     Ok(body)
 }
 
-async fn put_value(
-    State(s): Shared,
-    key: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Result<StatusCode, ApiError> {
-    let key = key_of(key)?;
-    let body = read_body(request, s.max_body_bytes).await?;
+async fn put_value(State(s): Shared, uri: Uri, request: Request) -> Result<StatusCode, ApiError> {
+    let key = key_of(&uri)?;
+    let body = read_body(request, s.max_body_bytes, s.body_timeout).await?;
     s.manager.put(&key, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_value(
-    State(s): Shared,
-    key: Result<Path<String>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
-    let key = key_of(key)?;
+async fn delete_value(State(s): Shared, uri: Uri) -> Result<StatusCode, ApiError> {
+    let key = key_of(&uri)?;
     s.manager.delete(&key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The query of `GET /v1/kv`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct ListQuery {
-    #[serde(default)]
     prefix: String,
     limit: Option<usize>,
     after: Option<String>,
+}
+
+impl ListQuery {
+    /// Parses `prefix=P&limit=N&after=K`, each value percent-decoded
+    /// strictly (`+` is a space); unknown or repeated parameters are refused.
+    fn parse(query: Option<&str>) -> Result<ListQuery, ApiError> {
+        let bad = |m: String| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("{m}; the parameters are prefix, limit (1 to {MAX_LIST_LIMIT}) and after"),
+            )
+        };
+        let mut q = ListQuery::default();
+        let mut seen = [false; 3];
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = percent_decode_strict(raw_name, true)
+                .map_err(|r| bad(format!("a parameter name in the query is not valid: {r}")))?;
+            let value = percent_decode_strict(raw_value, true)
+                .map_err(|r| bad(format!("the query parameter {name:?} is not valid: {r}")))?;
+            let slot = match name.as_str() {
+                "prefix" => 0,
+                "limit" => 1,
+                "after" => 2,
+                _ => return Err(bad(format!("unknown query parameter {name:?}"))),
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return Err(bad(format!("the query parameter {name:?} is given twice")));
+            }
+            match slot {
+                0 => q.prefix = value,
+                1 => {
+                    q.limit = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad(format!("limit {value:?} is not a number")))?,
+                    )
+                }
+                _ => q.after = Some(value),
+            }
+        }
+        Ok(q)
+    }
 }
 
 #[derive(Serialize)]
@@ -268,19 +419,8 @@ struct KeyPage {
     next_after: Option<String>,
 }
 
-async fn list_keys(
-    State(s): Shared,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<KeyPage>, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "{}; the parameters are prefix, limit (1 to {MAX_LIST_LIMIT}) and after",
-                e.body_text()
-            ),
-        )
-    })?;
+async fn list_keys(State(s): Shared, uri: Uri) -> Result<Json<KeyPage>, ApiError> {
+    let q = ListQuery::parse(uri.query())?;
     check_key(&q.prefix, "prefix")?;
     let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if limit == 0 || limit > MAX_LIST_LIMIT {
@@ -474,5 +614,47 @@ mod tests {
             ErrorCode::BadKey
         );
         assert!(check_key(&"k".repeat(MAX_KEY_BYTES), "key").is_ok());
+    }
+
+    #[test]
+    fn percent_decoding_is_strict() {
+        assert_eq!(
+            percent_decode_strict("a%2Fb%20c+d", false).unwrap(),
+            "a/b c+d"
+        );
+        assert_eq!(percent_decode_strict("a+b", true).unwrap(), "a b");
+        assert_eq!(percent_decode_strict("%C3%BC", false).unwrap(), "ü");
+        for bad in ["%G1", "a%", "a%4", "%%", "%-1", "%+1"] {
+            let e = percent_decode_strict(bad, false).unwrap_err();
+            assert!(e.contains("not a percent-escape"), "{bad}: {e}");
+        }
+        for bad in ["%FF", "a%C3", "%C3%28", "%ED%A0%80"] {
+            let e = percent_decode_strict(bad, false).unwrap_err();
+            assert!(e.contains("not UTF-8"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn list_queries() {
+        let q = ListQuery::parse(Some("prefix=a%2Fb+c&limit=5&after=x")).unwrap();
+        assert_eq!(
+            (q.prefix.as_str(), q.limit, q.after.as_deref()),
+            ("a/b c", Some(5), Some("x"))
+        );
+        assert!(ListQuery::parse(None).unwrap().prefix.is_empty());
+        for bad in [
+            "prefix=%G1",
+            "prefix=%",
+            "prefix=%FF",
+            "after=%FF",
+            "pre%FFfix=a",
+            "limit=x",
+            "limit=%FF",
+            "nope=1",
+            "prefix=a&prefix=b",
+        ] {
+            let e = ListQuery::parse(Some(bad)).err().unwrap();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+        }
     }
 }

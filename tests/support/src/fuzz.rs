@@ -1119,6 +1119,9 @@ fn error_code(status: StatusCode, body: &[u8]) -> ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::InvalidInput,
         ErrorCode::Unauthorized,
+        ErrorCode::RequestTimeout,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::NotFound,
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
@@ -1148,19 +1151,49 @@ fn error_code(status: StatusCode, body: &[u8]) -> ErrorCode {
     code
 }
 
+/// A URL component decoded the way the API must: `None` when a `%` is not
+/// followed by two hex digits or the bytes are not UTF-8 (the API answers
+/// 400 then; it never takes a broken escape literally or substitutes U+FFFD).
+fn strict_decode(raw: &str, plus_is_space: bool) -> Option<String> {
+    let b = raw.as_bytes();
+    let well_formed = b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || (b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+    });
+    if !well_formed {
+        return None;
+    }
+    let raw = if plus_is_space {
+        Cow::Owned(raw.replace('+', " "))
+    } else {
+        Cow::Borrowed(raw)
+    };
+    percent_decode_str(&raw)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
+}
+
 /// The expected page of `GET /v1/kv?<query>` over the fixed keys, when the
 /// query is one the API accepts; `None` otherwise.
 fn expected_page(query: Option<&str>) -> Option<Value> {
     let mut prefix = String::new();
     let mut limit = storage_host::server::DEFAULT_LIST_LIMIT;
     let mut after = None;
-    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match name.as_ref() {
-            "prefix" => prefix = value.into_owned(),
+    let mut seen = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (strict_decode(name, true)?, strict_decode(value, true)?);
+        if seen.contains(&name) {
+            return None;
+        }
+        match name.as_str() {
+            "prefix" => prefix = value,
             "limit" => limit = value.parse().ok()?,
-            "after" => after = Some(value.into_owned()),
+            "after" => after = Some(value),
             _ => return None,
         }
+        seen.push(name);
     }
     if limit == 0
         || limit > storage_host::server::MAX_LIST_LIMIT
@@ -1260,10 +1293,7 @@ pub fn check_http_request(data: &[u8]) {
         let manager = api.host.manager();
         let mut want = fixed_keys();
         let kv_key = path.strip_prefix("/v1/kv/").map(|raw| {
-            percent_decode_str(raw)
-                .decode_utf8()
-                .ok()
-                .map(Cow::into_owned)
+            strict_decode(raw, false)
                 .filter(|k| !k.is_empty() && storage_host::server::check_key(k, "key").is_ok())
         });
         let mut changed = None;
