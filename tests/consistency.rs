@@ -274,7 +274,11 @@ async fn faulty_run(
     };
     let mut controls = Vec::new();
     for (i, b) in backends.iter().enumerate() {
-        let c = add_faulty(&m, b, &format!("{test}-{kind:?}-{seed}-{b}"), i as u32).await;
+        // Controls are process-wide: a run with hot swaps must not share
+        // one (and its data) with the run of the same policy and seed.
+        let swapping = if swaps { "swaps-" } else { "" };
+        let id = format!("{test}-{kind:?}-{swapping}{seed}-{b}");
+        let c = add_faulty(&m, b, &id, i as u32).await;
         heal(&c);
         controls.push(c);
     }
