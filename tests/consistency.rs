@@ -95,12 +95,12 @@ where
         }
     }
     eprintln!(
-        "{label}: {} runs, {} operations checked ({} reads answered, {} failed operations), {} violating, {:.1} s",
+        "{label}: {} runs, {} violating; {} operations in the linearizable ones ({} reads answered, {} failed operations); {:.1} s",
         seeds.len(),
+        failures.len(),
         total.ops,
         total.reads,
         total.failed,
-        failures.len(),
         started.elapsed().as_secs_f64()
     );
     if !failures.is_empty() {
