@@ -373,9 +373,33 @@ async fn v1_plugins_and_backends_follow_the_rule_for_two_files() {
         ("liba.so".to_string(), "0.1.0".to_string())
     );
 
-    // Put it back and delete the first: the second takes over.
+    // Put it back (and wait until the watcher has seen it: a second "not
+    // used" event for it), then delete the first: the second takes over.
     install(&v2(), &b);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let started = Instant::now();
+    loop {
+        let listed = get_json(&router, "/v1/plugins").await;
+        let seen = listed["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["event"] == "rejected" && e["file"].as_str().unwrap_or("").ends_with("libb.so")
+            })
+            .count();
+        if seen == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "libb.so not seen again: {listed:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        local_as_the_api_sees_it(&router).await,
+        ("liba.so".to_string(), "0.1.0".to_string())
+    );
     std::fs::remove_file(&a).unwrap();
     assert_eq!(until_provided_by(&router, "libb.so").await, "0.1.0+v2");
     host.shutdown().await;

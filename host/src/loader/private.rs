@@ -14,7 +14,7 @@
 //! from `main` after SIGTERM, or `std::process::exit`), or earlier by
 //! [`remove_private_dir`].
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,11 +104,11 @@ fn check_owner_and_mode(_path: &Path, _meta: &std::fs::Metadata) -> io::Result<(
     Ok(())
 }
 
-/// Writes `bytes` to a new file in the private directory (never through a
-/// symlink, never over an existing file), checks it, and returns its path.
-/// The name keeps the original's stem and extension, for the linker's
-/// messages.
-pub(crate) fn write_copy(original: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+/// Creates a new, empty file in the private directory (never through a
+/// symlink, never over an existing file), checks it, and returns it open for
+/// writing with its path. The name keeps the original's stem and extension,
+/// for the linker's messages.
+pub(crate) fn create_copy(original: &Path) -> io::Result<(std::fs::File, PathBuf)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = private_dir()?;
     let stem = original
@@ -122,13 +122,13 @@ pub(crate) fn write_copy(original: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let copy = dir.join(format!("{stem}-{n}.{ext}"));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.read(true).write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let mut file = options.open(&copy)?;
+    let file = options.open(&copy)?;
     let checked = (|| {
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -146,14 +146,13 @@ pub(crate) fn write_copy(original: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
                 )));
             }
         }
-        file.write_all(bytes)?;
-        file.flush()
+        Ok(())
     })();
     if let Err(e) = checked {
         let _ = std::fs::remove_file(&copy);
         return Err(e);
     }
-    Ok(copy)
+    Ok((file, copy))
 }
 
 /// Removes a copy (once it is mapped, or after it was refused).

@@ -10,13 +10,15 @@
 //! This catches damaged and foreign files; it is not a verifier of code (a
 //! well-formed library can still do anything once loaded).
 
-use object::{Architecture, BinaryFormat, Object, ObjectKind, ObjectSection, ObjectSegment};
+use object::{
+    Architecture, BinaryFormat, Object, ObjectKind, ObjectSection, ObjectSegment, ReadRef,
+};
 
-/// Why `bytes` cannot be mapped as a shared library here, in one line; `Ok`
-/// when it can.
-pub(crate) fn check_library(bytes: &[u8]) -> Result<(), String> {
-    let len = bytes.len() as u64;
-    let file = object::File::parse(bytes).map_err(|e| {
+/// Why the file `data` (of `len` bytes) cannot be mapped as a shared
+/// library here, in one line; `Ok` when it can. `data` is read on demand
+/// (only the headers and tables are), see [`object::ReadCache`].
+pub(crate) fn check_library<'d, R: ReadRef<'d>>(data: R, len: u64) -> Result<(), String> {
+    let file = object::File::parse(data).map_err(|e| {
         if len < 64 {
             format!("not a shared library: the file has only {len} bytes")
         } else {
@@ -102,6 +104,7 @@ mod tests {
     /// are damaged. The real libraries are checked by the integration tests.
     #[test]
     fn refuses_what_is_not_a_whole_shared_library() {
+        let check_library = |b: &[u8]| check_library(b, b.len() as u64);
         assert!(
             check_library(b"garbage")
                 .unwrap_err()

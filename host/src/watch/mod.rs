@@ -23,7 +23,6 @@ mod trust;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +30,7 @@ use std::time::Duration;
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer, notify};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::loader::{self, LoadError, LoadFailure, LoadReport, Rejection};
+use crate::loader::{self, Digest, FileStamp, LoadError, LoadFailure, LoadReport, Rejection};
 use crate::manager::StorageManager;
 use crate::plugin::{PluginError, PluginInfo, StoragePlugin};
 
@@ -205,8 +204,13 @@ impl Drop for PluginWatcher {
 
 /// What the watcher knows of each file.
 struct Known {
-    /// The hash of the content last read.
-    hash: u64,
+    /// The stamp of the file when last read: an event for a file whose
+    /// stamp has not changed is not acted on (reading a file makes an
+    /// "opened" event of its own: this keeps the watcher from chasing
+    /// them, and a broken file from being reported twice).
+    stamp: Option<FileStamp>,
+    /// The digest of the content last read.
+    hash: Option<Digest>,
     /// The last version of the file that loaded (kept when a later version
     /// fails: it still counts for the file).
     plugin: Option<Arc<dyn StoragePlugin>>,
@@ -227,12 +231,6 @@ struct State {
     events: broadcast::Sender<PluginEvent>,
     /// During the first scan results go to the initial report, not to events.
     quiet: bool,
-}
-
-fn content_hash(bytes: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write(bytes);
-    h.finish()
 }
 
 impl State {
@@ -271,12 +269,17 @@ impl State {
         if !loader::is_library_file(path) {
             return None;
         }
-        // Reading, hashing, copying and mapping a library is blocking file
+        let stamp = FileStamp::of_path(path).ok();
+        let known = self.files.get(path);
+        if stamp.is_some() && known.and_then(|k| k.stamp.as_ref()) == stamp.as_ref() {
+            return None; // Not changed since it was last read.
+        }
+        // Copying, hashing, checking and mapping a library is blocking file
         // work: keep it off the runtime's workers (a blocked worker stalls
         // the tasks queued on it, which would show up as slow storage
         // operations).
         let (dir, file, settle) = (self.dir.clone(), path.to_path_buf(), self.settle);
-        let known = self.files.get(path).map(|k| k.hash);
+        let known = known.and_then(|k| k.hash);
         let prepared = tokio::task::spawn_blocking(move || prepare(&dir, &file, known, settle))
             .await
             .unwrap_or_else(|e| {
@@ -290,8 +293,11 @@ impl State {
             });
         let plugin = match prepared {
             Prepared::Gone => return self.removed(path).await,
-            Prepared::Unchanged => {
+            Prepared::Unchanged(stamp) => {
                 self.pending.remove(path);
+                if let Some(k) = self.files.get_mut(path) {
+                    k.stamp = Some(stamp);
+                }
                 return None;
             }
             Prepared::Unstable(e) => {
@@ -306,25 +312,34 @@ impl State {
                 }
                 return None;
             }
-            Prepared::Failed(hash, e) => {
+            Prepared::Failed(read, e) => {
                 self.pending.remove(path);
-                if let Some(hash) = hash {
-                    // Same bytes again: not reported again. The last good
-                    // version of the file still counts for it.
-                    let plugin = self.files.remove(path).and_then(|k| k.plugin);
-                    self.files
-                        .insert(path.to_path_buf(), Known { hash, plugin });
-                }
+                // The same file again is not reported again. The last good
+                // version of the file still counts for it.
+                let (stamp, hash) = match read {
+                    Some((stamp, hash)) => (Some(stamp), Some(hash)),
+                    None => (stamp, None),
+                };
+                let plugin = self.files.remove(path).and_then(|k| k.plugin);
+                self.files.insert(
+                    path.to_path_buf(),
+                    Known {
+                        stamp,
+                        hash,
+                        plugin,
+                    },
+                );
                 return Some(Err(e));
             }
-            Prepared::Loaded(hash, plugin) => (hash, plugin),
+            Prepared::Loaded(stamp, hash, plugin) => (stamp, hash, plugin),
         };
         self.pending.remove(path);
-        let (hash, plugin) = plugin;
+        let (stamp, hash, plugin) = plugin;
         let previous = self.files.insert(
             path.to_path_buf(),
             Known {
-                hash,
+                stamp: Some(stamp),
+                hash: Some(hash),
                 plugin: Some(Arc::clone(&plugin)),
             },
         );
@@ -517,17 +532,19 @@ impl State {
 enum Prepared {
     /// The file was removed meanwhile.
     Gone,
-    Unchanged,
+    /// The same bytes as last time (the file was touched or re-written).
+    Unchanged(FileStamp),
     Unstable(LoadError),
-    Failed(Option<u64>, LoadError),
-    Loaded(u64, Arc<dyn StoragePlugin>),
+    /// Refused; with what was read, when the file could be read.
+    Failed(Option<(FileStamp, Digest)>, LoadError),
+    Loaded(FileStamp, Digest, Arc<dyn StoragePlugin>),
 }
 
-/// The blocking part of a reload: wait until stable and read, hash, trust
-/// check, then copy, check and map.
-fn prepare(dir: &Path, path: &Path, known: Option<u64>, settle: Duration) -> Prepared {
-    let bytes = match loader::read_stable(path, settle) {
-        Ok(b) => b,
+/// The blocking part of a reload: wait until stable and copy (hashing the
+/// bytes), trust check, then check and map the copy.
+fn prepare(dir: &Path, path: &Path, known: Option<Digest>, settle: Duration) -> Prepared {
+    let staged = match loader::stage(path, settle) {
+        Ok(s) => s,
         Err(
             e @ LoadError {
                 reason: LoadFailure::NotStable(_),
@@ -537,16 +554,19 @@ fn prepare(dir: &Path, path: &Path, known: Option<u64>, settle: Duration) -> Pre
         Err(_) if std::fs::symlink_metadata(path).is_err() => return Prepared::Gone,
         Err(e) => return Prepared::Failed(None, e),
     };
-    let hash = content_hash(&bytes);
+    let (stamp, hash) = (staged.stamp().clone(), *staged.digest());
     if known == Some(hash) {
-        return Prepared::Unchanged; // Same bytes as last time: nothing to do.
+        return Prepared::Unchanged(stamp); // Same bytes as last time: nothing to do.
     }
     if let Err(why) = check_file(dir, path) {
-        return Prepared::Failed(Some(hash), reject(path, LoadFailure::Untrusted(why)));
+        return Prepared::Failed(
+            Some((stamp, hash)),
+            reject(path, LoadFailure::Untrusted(why)),
+        );
     }
-    match loader::load_plugin_bytes(path, &bytes) {
-        Ok(p) => Prepared::Loaded(hash, Arc::new(p)),
-        Err(e) => Prepared::Failed(Some(hash), e),
+    match loader::load_staged(staged) {
+        Ok(p) => Prepared::Loaded(stamp, hash, Arc::new(p)),
+        Err(e) => Prepared::Failed(Some((stamp, hash)), e),
     }
 }
 
