@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::Value;
+use storage_host::StorageConfig;
 use storage_host::loader::{self, PRIVATE_DIR_PREFIX};
 use storage_host::plugin::{PluginSource, StoragePlugin};
 use storage_host::server::Host;
 use storage_host::server::config::HostConfig;
-use storage_host::StorageConfig;
 use storage_test_support::{TempDir, plugin_library};
 use tower::ServiceExt;
 
@@ -44,60 +44,69 @@ fn my_uid() -> u32 {
 }
 
 /// Before the host starts, a local user plants, in `$TMPDIR`, a symlink at
-/// the name the host used to use (`storage-host-plugins-<pid>`) pointing to
-/// a directory of theirs (foreign-owned, world-writable) full of symlinks
-/// to a mode-600 file of the host's user; and a foreign-owned directory with
-/// the prefix the host uses now. Loading a plugin must write through none
-/// of them: the victim file is unchanged, the attacker's directories hold
-/// nothing new, the copy went to a fresh 0700 directory of the host's own
-/// and was unlinked once mapped, and the mapped plugin works.
+/// the name the host used to use (`storage-host-plugins-<pid>`, planted by
+/// a shell that then `exec`s the host, so the pid is the host's) pointing
+/// to a directory of theirs (owned by `nobody`, world-writable) full of
+/// symlinks to a mode-600 file of the host's user; and a `nobody`-owned
+/// directory with the prefix the host uses now. `plugins inspect` must
+/// write through none of them: the victim file is unchanged, the planted
+/// directories hold nothing new, and nothing of the host's is left in
+/// `$TMPDIR` after it exits.
 #[cfg(unix)]
 #[test]
 fn planted_symlinks_and_foreign_directories_in_tmpdir_change_nothing() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, lchown, symlink};
+    use std::os::unix::fs::{PermissionsExt, chown, lchown, symlink};
 
     let root = my_uid() == 0;
     let nobody = 65534;
-    let victim_dir = TempDir::new("planted-victim");
-    let victim = victim_dir.path().join("secret");
+    let work = TempDir::new("planted");
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let victim = work.path().join("secret");
     std::fs::write(&victim, b"the host user's secret").unwrap();
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let attacker = TempDir::new("planted-attacker");
+    let attacker = work.path().join("attacker");
+    std::fs::create_dir(&attacker).unwrap();
     let mut planted = Vec::new();
     for n in 0..64 {
-        let link = attacker
-            .path()
-            .join(format!("libstorage_local_plugin-{n}.so"));
+        let link = attacker.join(format!("libstorage_local_plugin-{n}.so"));
         symlink(&victim, &link).unwrap();
         planted.push(link);
     }
-    std::fs::set_permissions(attacker.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let tmp = std::env::temp_dir();
-    let old_name = tmp.join(format!("{PRIVATE_DIR_PREFIX}{}", std::process::id()));
-    let _ = std::fs::remove_file(&old_name);
-    let _ = std::fs::remove_dir_all(&old_name);
-    symlink(attacker.path(), &old_name).unwrap();
-    let foreign = tmp.join(format!(
-        "{PRIVATE_DIR_PREFIX}planted-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&foreign);
+    std::fs::set_permissions(&attacker, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let foreign = tmp.join(format!("{PRIVATE_DIR_PREFIX}planted"));
     std::fs::create_dir(&foreign).unwrap();
     std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o777)).unwrap();
     if root {
-        chown(attacker.path(), Some(nobody), Some(nobody)).unwrap();
+        chown(&attacker, Some(nobody), Some(nobody)).unwrap();
         chown(&foreign, Some(nobody), Some(nobody)).unwrap();
         for link in &planted {
             lchown(link, Some(nobody), Some(nobody)).unwrap();
         }
-        lchown(&old_name, Some(nobody), Some(nobody)).unwrap();
     }
 
-    let plugins = TempDir::new("planted-plugins");
-    let lib = plugins.path().join("libstorage_local_plugin.so");
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let lib = plugins.join("libstorage_local_plugin.so");
     install(&v1(), &lib);
-    let plugin = loader::load_plugin(&lib).expect("the plugin loads");
+    // The shell plants the symlink under its own pid, then becomes the host.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ln -s \"$1\" \"$TMPDIR/{PRIVATE_DIR_PREFIX}$$\" && exec \"$0\" plugins inspect \"$2\""
+        ))
+        .arg(BIN)
+        .arg(&attacker)
+        .arg(&lib)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("name:        local"),
+        "{out:?}"
+    );
 
     let now = std::fs::read(&victim).unwrap();
     assert!(
@@ -105,29 +114,63 @@ fn planted_symlinks_and_foreign_directories_in_tmpdir_change_nothing() {
         "the victim file was overwritten through a planted symlink (now {} bytes)",
         now.len()
     );
-    let in_attacker: Vec<_> = std::fs::read_dir(attacker.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    planted.sort();
+    assert_eq!(
+        entries(&attacker),
+        planted,
+        "nothing new in the attacker's directory"
+    );
+    assert_eq!(entries(&foreign), Vec::<PathBuf>::new());
+    let left: Vec<PathBuf> = entries(&tmp)
+        .into_iter()
+        .filter(|p| p != &foreign)
         .collect();
-    assert_eq!(in_attacker.len(), planted.len(), "{in_attacker:?}");
-    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 0);
+    assert_eq!(left.len(), 1, "only the planted symlink is left: {left:?}");
+    assert!(
+        std::fs::symlink_metadata(&left[0])
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        root,
+        "the symlink part passed; the foreign-owned part needs root (chown to nobody): run the tests as root, as CI does"
+    );
+}
 
+/// In-process: the private directory is the loader's own (a fresh name,
+/// 0700, owned by this user, not a symlink), the copy is gone once mapped,
+/// and the mapping of the deleted copy serves.
+#[cfg(unix)]
+#[test]
+fn the_private_directory_is_fresh_and_closed_and_copies_are_unlinked() {
+    use std::os::unix::fs::MetadataExt;
+
+    let plugins = TempDir::new("private-dir");
+    let lib = plugins.path().join("libstorage_local_plugin.so");
+    install(&v1(), &lib);
+    let plugin = loader::load_plugin(&lib).expect("the plugin loads");
     let PluginSource::Library { loaded_from, .. } = plugin.source() else {
         panic!("a library plugin")
     };
     assert!(!loaded_from.exists(), "the copy is unlinked once mapped");
     let private = loaded_from.parent().unwrap().to_path_buf();
     assert_eq!(loader::private_dir_path(), Some(private.clone()));
-    assert_ne!(private, old_name);
-    assert_ne!(private, foreign);
-    assert!(private.starts_with(&tmp), "{}", private.display());
+    assert!(
+        private.starts_with(std::env::temp_dir()),
+        "{}",
+        private.display()
+    );
+    assert_ne!(
+        private,
+        std::env::temp_dir().join(format!("{PRIVATE_DIR_PREFIX}{}", std::process::id())),
+        "not the predictable name"
+    );
     let meta = std::fs::symlink_metadata(&private).unwrap();
     assert!(meta.is_dir() && !meta.file_type().is_symlink());
     assert_eq!(meta.uid(), my_uid());
     assert_eq!(meta.mode() & 0o777, 0o700);
-    assert_eq!(std::fs::read_dir(&private).unwrap().count(), 0);
 
-    // The mapping of the unlinked copy serves.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -140,15 +183,6 @@ fn planted_symlinks_and_foreign_directories_in_tmpdir_change_nothing() {
         backend.put("k", b"v".to_vec()).await.unwrap();
         assert_eq!(backend.get("k").await.unwrap(), Some(b"v".to_vec()));
     });
-
-    loader::remove_private_dir();
-    assert!(!private.exists(), "the private directory is removed");
-    let _ = std::fs::remove_file(&old_name);
-    let _ = std::fs::remove_dir_all(&foreign);
-    assert!(
-        root,
-        "the symlink part passed; the foreign-owned part needs root (chown to nobody): run the tests as root, as CI does"
-    );
 }
 
 fn write_config(dir: &Path, body: &str) -> PathBuf {
