@@ -46,9 +46,18 @@ fn sample() -> Sample {
     }
 }
 
-fn install(bytes: &[u8], dest: &Path) {
+/// Copies `src` beside `dest`, appends `suffix` (bytes after the end of the
+/// ELF image: another file to the loader, the same code), renames it over
+/// `dest`. The bench holds no library in memory: what it measures is the
+/// host's.
+fn install(src: &Path, dest: &Path, suffix: &[u8]) {
+    use std::io::Write;
     let tmp = dest.with_extension("incoming");
-    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::copy(src, &tmp).unwrap();
+    if !suffix.is_empty() {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&tmp).unwrap();
+        f.write_all(suffix).unwrap();
+    }
     std::fs::rename(&tmp, dest).unwrap();
 }
 
@@ -66,15 +75,11 @@ fn slope(y: &[f64]) -> f64 {
 }
 
 async fn run(swaps: usize, distinct: bool) {
-    let v1 = std::fs::read(plugin_library(
-        "storage-local-plugin",
-        "storage_local_plugin",
-    ))
-    .unwrap();
-    let v2 = std::fs::read(plugin_library("local-v2-plugin", "local_v2_plugin")).unwrap();
+    let v1 = plugin_library("storage-local-plugin", "storage_local_plugin");
+    let v2 = plugin_library("local-v2-plugin", "local_v2_plugin");
     let dir = TempDir::new("bench-swap-memory");
     let file = dir.path().join("libstorage_local_plugin.so");
-    install(&v1, &file);
+    install(&v1, &file, b"");
     let manager = StorageManager::with_registry(StorageRegistry::new());
     let options = WatchOptions {
         debounce: Duration::from_millis(50),
@@ -125,18 +130,14 @@ async fn run(swaps: usize, distinct: bool) {
     );
     let mut samples = Vec::with_capacity(swaps);
     for round in 0..swaps {
-        let mut bytes = if round % 2 == 0 {
-            v2.clone()
+        let src = if round % 2 == 0 { &v2 } else { &v1 };
+        // A new build each time: new bytes after the end of the ELF image.
+        let suffix = if distinct {
+            format!("build-{round}").into_bytes()
         } else {
-            v1.clone()
+            Vec::new()
         };
-        if distinct {
-            // New bytes after the end of the ELF image: another file to the
-            // loader (a new build), the same code.
-            bytes.extend_from_slice(format!("build-{round}").as_bytes());
-        }
-        install(&bytes, &file);
-        drop(bytes);
+        install(src, &file, &suffix);
         loop {
             match tokio::time::timeout(Duration::from_secs(20), watcher.next_event()).await {
                 Ok(Some(PluginEvent::Swapped { .. })) => break,
