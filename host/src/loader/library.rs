@@ -18,9 +18,9 @@ pub fn is_library_file(path: &Path) -> bool {
 /// Maps the library at `path` and checks its root module.
 ///
 /// `path` must be a file nobody else can change, checked beforehand (what
-/// [`load_plugin_bytes`](super::load_plugin_bytes) does): the dynamic linker
+/// [`load_staged`](super::load_staged) does): the dynamic linker
 /// maps it as it is.
-pub fn load_module(path: &Path) -> Result<PluginModRef, LoadFailure> {
+pub(crate) fn load_module(path: &Path) -> Result<PluginModRef, LoadFailure> {
     // abi_stable opens the library and leaks it on purpose: a plugin's code
     // may still run (spawned tasks, thread-local destructors) long after we
     // stop using it, so unloading is never sound.

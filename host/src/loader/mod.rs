@@ -34,7 +34,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-pub use library::{is_library_file, load_module};
+pub use library::is_library_file;
+use library::load_module;
 pub use private::{PRIVATE_DIR_PREFIX, private_dir_path, remove_private_dir};
 pub use report::{LoadReport, Rejection};
 
