@@ -212,3 +212,46 @@ fn register_exit_hook() {
 
 #[cfg(not(unix))]
 fn register_exit_hook() {}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn copies_are_new_private_files_in_a_private_directory() {
+        let original = Path::new("/plugins/libx.so");
+        let (_a, first) = create_copy(original).unwrap();
+        let (_b, second) = create_copy(original).unwrap();
+        assert_ne!(first, second, "every copy is a new file");
+        assert_eq!(first.parent(), second.parent(), "one directory per process");
+        let dir = first.parent().unwrap();
+        assert!(
+            dir.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(PRIVATE_DIR_PREFIX)
+        );
+        let meta = std::fs::symlink_metadata(dir).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        for copy in [&first, &second] {
+            let meta = std::fs::symlink_metadata(copy).unwrap();
+            assert!(meta.is_file());
+            assert_eq!(meta.mode() & 0o777, 0o600);
+            assert!(copy.extension().is_some_and(|e| e == "so"));
+            remove_copy(copy);
+            assert!(!copy.exists());
+        }
+        // A name that exists (or a symlink planted at it) is never opened.
+        let planted = dir.join("planted.so");
+        std::os::unix::fs::symlink("/etc/hostname", &planted).unwrap();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        assert!(options.open(&planted).is_err());
+        std::fs::remove_file(&planted).unwrap();
+    }
+}
