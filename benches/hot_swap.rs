@@ -90,13 +90,17 @@ async fn run(label: &str, path: Option<String>) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let start = Instant::now();
         install(if round % 2 == 0 { &v2 } else { &v1 }, &file);
-        match tokio::time::timeout(Duration::from_secs(10), watcher.next_event()).await {
-            Ok(Some(PluginEvent::Swapped { paused, .. })) => {
-                swap.push(start.elapsed());
-                held.push(paused);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), watcher.next_event()).await {
+                Ok(Some(PluginEvent::Swapped { paused, .. })) => {
+                    swap.push(start.elapsed());
+                    held.push(paused);
+                }
+                Ok(Some(PluginEvent::NotYetStable { .. })) => continue,
+                Ok(Some(other)) => panic!("unexpected event {other}"),
+                _ => panic!("no swap within 10 s"),
             }
-            Ok(Some(other)) => panic!("unexpected event {other}"),
-            _ => panic!("no swap within 10 s"),
+            break;
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -72,3 +72,70 @@ fn list_reports_each_file() {
         "{err}"
     );
 }
+
+/// A library cut to 1/20 of its size: `plugins inspect` and `plugins list`
+/// refuse it with the file and the reason, and exit with status 1, not a
+/// signal (the dynamic linker used to map it, and the process died with
+/// SIGBUS).
+#[test]
+fn a_truncated_library_is_refused_not_a_crash() {
+    let dir = TempDir::new("cli-truncated");
+    let bytes = std::fs::read(plugin_library(
+        "storage-local-plugin",
+        "storage_local_plugin",
+    ))
+    .unwrap();
+    let cut = dir.path().join("libcut.so");
+    std::fs::write(&cut, &bytes[..bytes.len() / 20]).unwrap();
+    for args in [
+        ["plugins", "inspect", cut.to_str().unwrap()],
+        ["plugins", "list", dir.path().to_str().unwrap()],
+    ] {
+        let out = Command::new(storage_host()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: exit status 1, not a signal: {:?} {err}",
+            out.status
+        );
+        assert!(
+            err.contains("libcut.so") && err.contains("truncated"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+}
+
+/// Two files providing plugin `local`: `plugins list` shows the one whose
+/// name sorts first as loaded and the other as shadowed (not an error).
+#[test]
+fn list_shows_which_file_provides_a_plugin_name() {
+    let dir = TempDir::new("cli-two-files");
+    std::fs::copy(
+        plugin_library("storage-local-plugin", "storage_local_plugin"),
+        dir.path().join("liba.so"),
+    )
+    .unwrap();
+    std::fs::copy(
+        plugin_library("local-v2-plugin", "local_v2_plugin"),
+        dir.path().join("libb.so"),
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["plugins", "list", dir.path().to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let loaded: Vec<&str> = out.lines().filter(|l| l.starts_with("loaded")).collect();
+    assert_eq!(loaded.len(), 1, "{out}");
+    assert!(
+        loaded[0].contains("liba.so") && loaded[0].contains("local 0.1.0"),
+        "{out}"
+    );
+    let shadowed: Vec<&str> = out.lines().filter(|l| l.starts_with("shadowed")).collect();
+    assert_eq!(shadowed.len(), 1, "{out}");
+    assert!(
+        shadowed[0].contains("libb.so")
+            && shadowed[0].contains("provided by")
+            && shadowed[0].contains("liba.so"),
+        "{out}"
+    );
+}

@@ -24,11 +24,50 @@ fn install(src: &Path, dest: &Path) {
     std::fs::rename(&tmp, dest).unwrap();
 }
 
-async fn next(w: &mut PluginWatcher) -> PluginEvent {
+/// The next event, any kind.
+async fn next_any(w: &mut PluginWatcher) -> PluginEvent {
     tokio::time::timeout(Duration::from_secs(10), w.next_event())
         .await
         .expect("an event within 10 s")
         .expect("watcher running")
+}
+
+/// The next event that is not "still being written" (a file renamed over
+/// during the settle interval can give one: it is informational).
+async fn next(w: &mut PluginWatcher) -> PluginEvent {
+    loop {
+        match next_any(w).await {
+            PluginEvent::NotYetStable { .. } => continue,
+            e => return e,
+        }
+    }
+}
+
+/// No event within `wait` (other than "still being written").
+async fn quiet_for(w: &mut PluginWatcher, wait: Duration) {
+    let until = Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, w.next_event()).await {
+            Err(_) => return,
+            Ok(Some(PluginEvent::NotYetStable { .. })) => continue,
+            Ok(other) => panic!("expected no event, got {other:?}"),
+        }
+    }
+}
+
+/// The first `len / divisor` bytes of `src`, written to `dest`.
+fn truncated_copy(src: &Path, dest: &Path, divisor: usize) {
+    let bytes = std::fs::read(src).unwrap();
+    std::fs::write(dest, &bytes[..bytes.len() / divisor]).unwrap();
+}
+
+/// The file a registered plugin was loaded from.
+fn provider(manager: &StorageManager, plugin: &str) -> Option<PathBuf> {
+    match manager.get_plugin(plugin)?.source() {
+        p2p_ai_agents::storage::plugin::PluginSource::Library { path, .. } => Some(path),
+        other => panic!("plugin {plugin} is not from a library: {other:?}"),
+    }
 }
 
 fn local_backend(name: &str, path: Option<String>) -> BackendConfig {
@@ -310,4 +349,260 @@ async fn a_world_writable_plugins_directory_is_refused() {
         "{}",
         rejected[0].error
     );
+}
+
+/// A truncated library in the plugins directory when watching starts: it is
+/// refused with the file and the reason (the dynamic linker used to map it
+/// and the process died with SIGBUS); the good file beside it loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_library_at_startup_is_refused() {
+    let dir = TempDir::new("hot-truncated-start");
+    install(&v1(), &dir.path().join("libstorage_local_plugin.so"));
+    truncated_copy(&v2(), &dir.path().join("libcut.so"), 20);
+    let (manager, watcher) = watched(dir.path()).await;
+    let report = watcher.initial_report();
+    assert_eq!(report.loaded.len(), 1, "{report}");
+    assert_eq!(report.rejected.len(), 1, "{report}");
+    let why = report.rejected[0].error.to_string();
+    assert!(
+        why.contains("libcut.so") && why.contains("truncated"),
+        "the file and the reason: {why}"
+    );
+    assert!(manager.get_plugin("local").is_some());
+}
+
+/// A truncated file renamed over a loaded plugin: refused once, the old
+/// version keeps serving; the same broken bytes again are not reported
+/// again; a complete file afterwards swaps in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_library_renamed_over_a_loaded_plugin_is_refused_once() {
+    let dir = TempDir::new("hot-truncated-rename");
+    let file = dir.path().join("libstorage_local_plugin.so");
+    install(&v1(), &file);
+    let (manager, mut watcher) = watched(dir.path()).await;
+    manager.add_backend(local_backend("m", None)).await.unwrap();
+    manager.put("k", b"v".to_vec()).await.unwrap();
+
+    for divisor in [20, 2] {
+        let cut = dir.path().join("cut.bin");
+        truncated_copy(&v2(), &cut, divisor);
+        std::fs::rename(&cut, &file).unwrap();
+        match next(&mut watcher).await {
+            PluginEvent::Rejected { file: f, reason } => {
+                assert_eq!(f, std::fs::canonicalize(&file).unwrap());
+                assert!(
+                    reason.contains("truncated") || reason.contains("past the end"),
+                    "{reason}"
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+        assert_eq!(manager.list_backends()[0].plugin_version, "0.1.0");
+        assert_eq!(manager.get("k").await.unwrap(), Some(b"v".to_vec()));
+    }
+    // The same broken bytes written again: reported once, not again.
+    let bytes = std::fs::read(&file).unwrap();
+    let again = dir.path().join("again.bin");
+    std::fs::write(&again, &bytes).unwrap();
+    std::fs::rename(&again, &file).unwrap();
+    quiet_for(&mut watcher, Duration::from_millis(1500)).await;
+
+    install(&v2(), &file);
+    assert!(
+        matches!(next(&mut watcher).await, PluginEvent::Swapped { ref to, .. } if to == "0.1.0+v2")
+    );
+    assert_eq!(manager.get("k").await.unwrap(), Some(b"v".to_vec()));
+}
+
+/// `cp new.so plugins/` over a loaded plugin: the file is rewritten in place,
+/// in chunks, while the watcher reacts. The host stays up, the old version
+/// serves every operation meanwhile, and the complete file is then swapped
+/// in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_copied_in_place_in_chunks_is_picked_up_when_complete() {
+    use std::io::Write;
+    let dir = TempDir::new("hot-chunked-cp");
+    let file = dir.path().join("libstorage_local_plugin.so");
+    install(&v1(), &file);
+    let (manager, mut watcher) = watched(dir.path()).await;
+    manager.add_backend(local_backend("m", None)).await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (m, stop, failures) = (manager.clone(), stop.clone(), failures.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("k{i}");
+                if m.put(&key, b"v".to_vec()).await.is_err()
+                    || m.get(&key).await.ok().flatten().as_deref() != Some(b"v".as_slice())
+                {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            i
+        })
+    };
+
+    // Like cp: truncate the file, then write it in 64 KiB chunks, pausing
+    // between chunks (about 1.5 s in all, many debounce periods).
+    let bytes = std::fs::read(v2()).unwrap();
+    let writer = {
+        let file = file.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&file)
+                .unwrap();
+            let chunks: Vec<&[u8]> = bytes.chunks(64 * 1024).collect();
+            let pause = Duration::from_millis(1500 / chunks.len() as u64);
+            for chunk in chunks {
+                f.write_all(chunk).unwrap();
+                std::thread::sleep(pause);
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    loop {
+        let event = next_any(&mut watcher).await;
+        seen.push(event.to_string());
+        match event {
+            PluginEvent::Swapped { to, .. } => {
+                assert_eq!(to, "0.1.0+v2");
+                break;
+            }
+            PluginEvent::NotYetStable { .. } => {}
+            // A pause longer than the settle interval can show a partial file
+            // as stable: it is refused before it is mapped.
+            PluginEvent::Rejected { reason, .. }
+                if reason.contains("truncated") || reason.contains("not a shared library") => {}
+            other => panic!("unexpected {other}; events so far: {seen:#?}"),
+        }
+        // The old version serves until the complete file is there.
+        assert_eq!(manager.list_backends()[0].plugin_version, "0.1.0");
+    }
+    writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let ops = load.await.unwrap();
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "no operation failed");
+    assert!(ops > 50, "the load ran: {ops} rounds");
+    assert_eq!(manager.list_backends()[0].plugin_version, "0.1.0+v2");
+    println!("events while the file was written: {seen:#?}");
+}
+
+/// The rule for plugin names: of the files holding plugin `local`, the one
+/// whose name sorts first provides it. Every case: two files, replace
+/// either, delete the second (nothing changes), delete the first (the
+/// second takes over), delete the last (unregistered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_files_with_one_plugin_name_follow_one_rule() {
+    let dir = TempDir::new("hot-two-files");
+    let a = dir.path().join("liba.so");
+    let b = dir.path().join("libb.so");
+    install(&v1(), &a);
+    install(&v2(), &b);
+    let (manager, mut watcher) = watched(dir.path()).await;
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap();
+    let (a_c, b_c) = (canon(&a), canon(&b));
+    {
+        let report = watcher.initial_report();
+        assert_eq!(report.loaded.len(), 1, "{report}");
+        assert_eq!(report.loaded[0].0, a_c, "the first file name provides");
+        assert_eq!(report.rejected.len(), 1, "{report}");
+        let why = report.rejected[0].error.to_string();
+        assert!(
+            why.contains("libb.so") && why.contains("not used") && why.contains("liba.so"),
+            "{why}"
+        );
+    }
+    manager.add_backend(local_backend("m", None)).await.unwrap();
+    manager.put("k", b"v".to_vec()).await.unwrap();
+    assert_eq!(provider(&manager, "local"), Some(a_c.clone()));
+    assert_eq!(manager.list_backends()[0].plugin_version, "0.1.0");
+
+    // Replace the second: checked, still not used.
+    install(&v1(), &b);
+    match next(&mut watcher).await {
+        PluginEvent::Rejected { file, reason } => {
+            assert_eq!(file, b_c);
+            assert!(reason.contains("not used"), "{reason}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(provider(&manager, "local"), Some(a_c.clone()));
+    assert_eq!(manager.list_backends()[0].plugin_version, "0.1.0");
+
+    // Replace the first: a hot swap.
+    install(&v2(), &a);
+    match next(&mut watcher).await {
+        PluginEvent::Swapped { file, to, .. } => {
+            assert_eq!(file, a_c);
+            assert_eq!(to, "0.1.0+v2");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(manager.list_backends()[0].plugin_version, "0.1.0+v2");
+
+    // Delete the second: nothing changes, the first still provides.
+    std::fs::remove_file(&b).unwrap();
+    quiet_for(&mut watcher, Duration::from_millis(1200)).await;
+    assert_eq!(provider(&manager, "local"), Some(a_c.clone()));
+    assert_eq!(manager.list_backends()[0].plugin_version, "0.1.0+v2");
+    assert_eq!(manager.get("k").await.unwrap(), Some(b"v".to_vec()));
+
+    // Put it back, then delete the first: the second takes over (a swap).
+    install(&v1(), &b);
+    assert!(
+        matches!(next(&mut watcher).await, PluginEvent::Rejected { ref file, .. } if *file == b_c)
+    );
+    std::fs::remove_file(&a).unwrap();
+    match next(&mut watcher).await {
+        PluginEvent::Swapped { file, from, to, .. } => {
+            assert_eq!(file, b_c);
+            assert_eq!((from.as_str(), to.as_str()), ("0.1.0+v2", "0.1.0"));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(provider(&manager, "local"), Some(b_c.clone()));
+    assert_eq!(manager.list_backends()[0].plugin_version, "0.1.0");
+    assert_eq!(manager.get("k").await.unwrap(), Some(b"v".to_vec()));
+
+    // A new file that sorts first takes over; the old provider is reported
+    // as not used.
+    install(&v2(), &a);
+    let mut got = vec![next(&mut watcher).await, next(&mut watcher).await];
+    got.sort_by_key(|e| e.to_string());
+    assert!(
+        matches!(&got[0], PluginEvent::Rejected { file, reason } if *file == b_c && reason.contains("not used")),
+        "{got:?}"
+    );
+    assert!(
+        matches!(&got[1], PluginEvent::Swapped { file, .. } if *file == a_c),
+        "{got:?}"
+    );
+    std::fs::remove_file(&a).unwrap();
+    assert!(
+        matches!(next(&mut watcher).await, PluginEvent::Swapped { ref file, .. } if *file == b_c)
+    );
+
+    // Delete the last file of the name: unregistered, the backend serves on.
+    std::fs::remove_file(&b).unwrap();
+    match next(&mut watcher).await {
+        PluginEvent::Removed {
+            plugin,
+            file,
+            still_serving,
+        } => {
+            assert_eq!(plugin, "local");
+            assert_eq!(file, b_c);
+            assert_eq!(still_serving, vec!["m".to_string()]);
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(manager.get_plugin("local").is_none());
+    assert_eq!(manager.get("k").await.unwrap(), Some(b"v".to_vec()));
 }

@@ -186,9 +186,14 @@ fn soak_redundant_local_and_supabase_with_hot_swaps() {
         while started.elapsed() < Duration::from_secs(secs) {
             tokio::time::sleep(Duration::from_secs(4)).await;
             install(if swaps % 2 == 0 { &v2 } else { &v1 }, &file);
-            match tokio::time::timeout(Duration::from_secs(20), watcher.next_event()).await {
-                Ok(Some(PluginEvent::Swapped { .. })) => swaps += 1,
-                other => panic!("swap {swaps}: {other:?}"),
+            loop {
+                match tokio::time::timeout(Duration::from_secs(20), watcher.next_event()).await {
+                    Ok(Some(PluginEvent::Swapped { .. })) => swaps += 1,
+                    // Renamed over during its settle interval: checked again.
+                    Ok(Some(PluginEvent::NotYetStable { .. })) => continue,
+                    other => panic!("swap {swaps}: {other:?}"),
+                }
+                break;
             }
         }
         stop.store(true, Ordering::Relaxed);

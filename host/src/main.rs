@@ -317,7 +317,16 @@ fn list(dir: &std::path::Path, verbose: bool) -> ExitCode {
                     info.description
                 );
             }
-            for r in &report.rejected {
+            // Another file provides the same plugin name: not an error (it
+            // takes over when that file goes), but it is not used.
+            let (shadowed, rejected): (Vec<_>, Vec<_>) = report
+                .rejected
+                .iter()
+                .partition(|r| matches!(r.error.reason, LoadFailure::Shadowed { .. }));
+            for r in &shadowed {
+                println!("shadowed  {}  {}", r.path.display(), r.error.reason);
+            }
+            for r in &rejected {
                 print_error(&r.error, verbose);
             }
             if report.loaded.is_empty() && report.rejected.is_empty() {
@@ -326,7 +335,7 @@ fn list(dir: &std::path::Path, verbose: bool) -> ExitCode {
                     dir.display()
                 );
             }
-            if report.rejected.is_empty() {
+            if rejected.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

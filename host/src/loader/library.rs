@@ -1,7 +1,6 @@
 //! The part of loading that talks to the dynamic linker (through abi_stable).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
 use storage_plugin_api::ffi::PluginModRef;
@@ -16,32 +15,12 @@ pub fn is_library_file(path: &Path) -> bool {
     ) && path.is_file()
 }
 
-/// Copies `path` to a unique file in a private directory and returns it.
-///
-/// Why: the dynamic linker caches libraries by path (and on some systems by
-/// inode), so re-opening a replaced file could hand back the old mapping, and
-/// writing over a mapped library corrupts the running code. Mapping a private
-/// copy makes every load independent of what happens to the original later.
-pub fn copy_for_loading(path: &Path) -> std::io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!("storage-host-plugins-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".into());
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let copy = dir.join(format!("{stem}-{n}.{ext}"));
-    std::fs::copy(path, &copy)?;
-    Ok(copy)
-}
-
 /// Maps the library at `path` and checks its root module.
-pub fn load_module(path: &Path) -> Result<PluginModRef, LoadFailure> {
+///
+/// `path` must be a file nobody else can change, checked beforehand (what
+/// [`load_staged`](super::load_staged) does): the dynamic linker
+/// maps it as it is.
+pub(crate) fn load_module(path: &Path) -> Result<PluginModRef, LoadFailure> {
     // abi_stable opens the library and leaks it on purpose: a plugin's code
     // may still run (spawned tasks, thread-local destructors) long after we
     // stop using it, so unloading is never sound.

@@ -50,7 +50,8 @@ pub enum PluginSource {
     Library {
         /// The file the user dropped in.
         path: PathBuf,
-        /// The private copy actually mapped (reloads never re-open a path).
+        /// The private copy actually mapped (reloads never re-open a path);
+        /// it is unlinked once mapped.
         loaded_from: PathBuf,
     },
 }

@@ -19,7 +19,7 @@ const KEPT_EVENTS: usize = 256;
 pub(crate) struct Entry {
     /// Milliseconds since the Unix epoch.
     pub(crate) at_ms: u64,
-    /// `loaded`, `swapped`, `rejected` or `removed`.
+    /// `loaded`, `swapped`, `rejected`, `waiting` or `removed`.
     pub(crate) event: &'static str,
     pub(crate) file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +184,17 @@ impl PluginLog {
                     message,
                 }
             }
+            PluginEvent::NotYetStable { file } => Entry {
+                at_ms,
+                event: "waiting",
+                file: show(file),
+                plugin: None,
+                version: None,
+                from_version: None,
+                backends: Vec::new(),
+                reason: None,
+                message,
+            },
             PluginEvent::Removed {
                 plugin,
                 file,

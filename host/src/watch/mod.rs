@@ -3,13 +3,26 @@
 //!
 //! File events are debounced (a `cp` writes in several steps, an editor saves
 //! through a temporary file) and each file's content is hashed, so one change
-//! gives one reload and an unchanged file none.
+//! gives one reload and an unchanged file none. A file is read only once it
+//! is stable (size and modification time unchanged over
+//! [`WatchOptions::settle`]); one still being written gives one
+//! [`PluginEvent::NotYetStable`] and is checked again until it stops
+//! changing. A file that stays broken is reported once.
+//!
+//! **Files and plugin names.** Each plugin name is provided by one file: of
+//! the files that hold a loadable plugin of that name, the one whose file
+//! name sorts first (byte order). The others are reported as rejected
+//! ("not used: plugin 'x' is provided by ...") and take over, in order, when
+//! the providing file is deleted or stops holding that plugin. Deleting a
+//! file that provides nothing changes nothing; deleting the last file of a
+//! name unregisters it. A file replaced by a version that fails to load
+//! keeps its last good version. The outcome depends only on the directory's
+//! contents, so a restart gives the same result as the live watch.
 
 mod trust;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +30,7 @@ use std::time::Duration;
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer, notify};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::loader::{self, LoadError, LoadFailure, LoadReport, Rejection};
+use crate::loader::{self, Digest, FileStamp, LoadError, LoadFailure, LoadReport, Rejection};
 use crate::manager::StorageManager;
 use crate::plugin::{PluginError, PluginInfo, StoragePlugin};
 
@@ -26,14 +39,19 @@ pub use trust::{check_dir, check_file};
 /// Options of [`StorageManager::watch_plugins`].
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
-    /// How long a file must stay unchanged before it is (re)loaded.
+    /// How long file events are collected before they are handled.
     pub debounce: Duration,
+    /// How long a file's size and modification time must stay the same
+    /// before it is read and loaded (a file still being written is retried
+    /// after this interval).
+    pub settle: Duration,
 }
 
 impl Default for WatchOptions {
     fn default() -> Self {
         WatchOptions {
             debounce: Duration::from_millis(250),
+            settle: loader::DEFAULT_SETTLE,
         }
     }
 }
@@ -73,8 +91,16 @@ pub enum PluginEvent {
         /// Why.
         reason: String,
     },
-    /// A plugin file was removed: the plugin is unregistered for new
-    /// backends; backends already running keep serving.
+    /// A file changed but is still being written (its size or modification
+    /// time changed within the settle interval): it is checked again once it
+    /// stops changing. Reported once per change.
+    NotYetStable {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The last file providing a plugin was removed (or now holds another
+    /// plugin): the plugin is unregistered for new backends; backends
+    /// already running keep serving.
     Removed {
         /// Plugin name.
         plugin: String,
@@ -111,6 +137,11 @@ impl fmt::Display for PluginEvent {
             PluginEvent::Rejected { file, reason } => {
                 write!(f, "rejected {}: {reason}", file.display())
             }
+            PluginEvent::NotYetStable { file } => write!(
+                f,
+                "waiting  {}: still being written; loaded once it stops changing",
+                file.display()
+            ),
             PluginEvent::Removed {
                 plugin,
                 file,
@@ -173,25 +204,33 @@ impl Drop for PluginWatcher {
 
 /// What the watcher knows of each file.
 struct Known {
-    hash: u64,
-    /// The plugin the file holds, when it loaded.
-    plugin: Option<String>,
+    /// The stamp of the file when last read: an event for a file whose
+    /// stamp has not changed is not acted on (reading a file makes an
+    /// "opened" event of its own: this keeps the watcher from chasing
+    /// them, and a broken file from being reported twice).
+    stamp: Option<FileStamp>,
+    /// The digest of the content last read.
+    hash: Option<Digest>,
+    /// The last version of the file that loaded (kept when a later version
+    /// fails: it still counts for the file).
+    plugin: Option<Arc<dyn StoragePlugin>>,
 }
 
 struct State {
     manager: StorageManager,
     dir: PathBuf,
+    settle: Duration,
     files: HashMap<PathBuf, Known>,
+    /// The file providing each plugin name this watcher registered.
+    providers: HashMap<String, PathBuf>,
+    /// Files reported as still being written (reported once).
+    pending: HashSet<PathBuf>,
+    /// Files with a retry scheduled.
+    retrying: HashSet<PathBuf>,
+    retry: mpsc::UnboundedSender<PathBuf>,
     events: broadcast::Sender<PluginEvent>,
     /// During the first scan results go to the initial report, not to events.
     quiet: bool,
-}
-
-fn content_hash(path: &Path) -> std::io::Result<u64> {
-    let bytes = std::fs::read(path)?;
-    let mut h = DefaultHasher::new();
-    h.write(&bytes);
-    Ok(h.finish())
 }
 
 impl State {
@@ -206,21 +245,42 @@ impl State {
         let _ = self.events.send(event);
     }
 
+    fn schedule_retry(&mut self, path: &Path) {
+        if !self.retrying.insert(path.to_path_buf()) {
+            return;
+        }
+        let (tx, path, delay) = (
+            self.retry.clone(),
+            path.to_path_buf(),
+            self.settle.max(Duration::from_millis(20)),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(path);
+        });
+    }
+
     /// Loads, swaps or forgets `path` according to what is on disk now.
+    /// Returns what happened to this file, if there is something to report.
     async fn sync_file(&mut self, path: &Path) -> Option<Result<PluginInfo, LoadError>> {
-        if !path.exists() {
-            self.removed(path);
-            return None;
+        if std::fs::symlink_metadata(path).is_err() {
+            return self.removed(path).await;
         }
         if !loader::is_library_file(path) {
             return None;
         }
-        // Hashing, copying and mapping a library is blocking file work: keep
-        // it off the runtime's workers (a blocked worker stalls the tasks
-        // queued on it, which would show up as slow storage operations).
-        let (dir, file) = (self.dir.clone(), path.to_path_buf());
-        let known = self.files.get(path).map(|k| k.hash);
-        let prepared = tokio::task::spawn_blocking(move || prepare(&dir, &file, known))
+        let stamp = FileStamp::of_path(path).ok();
+        let known = self.files.get(path);
+        if stamp.is_some() && known.and_then(|k| k.stamp.as_ref()) == stamp.as_ref() {
+            return None; // Not changed since it was last read.
+        }
+        // Copying, hashing, checking and mapping a library is blocking file
+        // work: keep it off the runtime's workers (a blocked worker stalls
+        // the tasks queued on it, which would show up as slow storage
+        // operations).
+        let (dir, file, settle) = (self.dir.clone(), path.to_path_buf(), self.settle);
+        let known = known.and_then(|k| k.hash);
+        let prepared = tokio::task::spawn_blocking(move || prepare(&dir, &file, known, settle))
             .await
             .unwrap_or_else(|e| {
                 Prepared::Failed(
@@ -231,91 +291,225 @@ impl State {
                     ),
                 )
             });
-        let (hash, plugin) = match prepared {
-            Prepared::Unchanged => return None,
-            Prepared::Failed(hash, e) => {
-                if let Some(hash) = hash {
-                    let previous = self
-                        .files
-                        .insert(path.to_path_buf(), Known { hash, plugin: None });
-                    // Keep track of the plugin the file held, for a later removal.
-                    if let (Some(prev), Some(k)) = (previous, self.files.get_mut(path)) {
-                        k.plugin = prev.plugin;
-                    }
+        let plugin = match prepared {
+            Prepared::Gone => return self.removed(path).await,
+            Prepared::Unchanged(stamp) => {
+                self.pending.remove(path);
+                if let Some(k) = self.files.get_mut(path) {
+                    k.stamp = Some(stamp);
                 }
+                return None;
+            }
+            Prepared::Unstable(e) => {
+                self.schedule_retry(path);
+                if self.quiet {
+                    return Some(Err(e));
+                }
+                if self.pending.insert(path.to_path_buf()) {
+                    self.emit(PluginEvent::NotYetStable {
+                        file: path.to_path_buf(),
+                    });
+                }
+                return None;
+            }
+            Prepared::Failed(read, e) => {
+                self.pending.remove(path);
+                // The same file again is not reported again. The last good
+                // version of the file still counts for it.
+                let (stamp, hash) = match read {
+                    Some((stamp, hash)) => (Some(stamp), Some(hash)),
+                    None => (stamp, None),
+                };
+                let plugin = self.files.remove(path).and_then(|k| k.plugin);
+                self.files.insert(
+                    path.to_path_buf(),
+                    Known {
+                        stamp,
+                        hash,
+                        plugin,
+                    },
+                );
                 return Some(Err(e));
             }
-            Prepared::Loaded(hash, plugin) => (hash, plugin),
+            Prepared::Loaded(stamp, hash, plugin) => (stamp, hash, plugin),
         };
-        let previous = self
-            .files
-            .insert(path.to_path_buf(), Known { hash, plugin: None });
-        let info = PluginInfo::of(plugin.as_ref());
-        // A file that now holds another plugin than before: the old one is gone.
+        self.pending.remove(path);
+        let (stamp, hash, plugin) = plugin;
+        let previous = self.files.insert(
+            path.to_path_buf(),
+            Known {
+                stamp: Some(stamp),
+                hash: Some(hash),
+                plugin: Some(Arc::clone(&plugin)),
+            },
+        );
+        // A file that now holds another plugin than before: that name may
+        // need another provider, or none.
         if let Some(old) = previous.and_then(|k| k.plugin)
-            && old != info.name
+            && old.name() != plugin.name()
+            && let Some(Err(e)) = self.reconcile(old.name(), path).await
         {
-            self.unregister(&old, path);
-        }
-        if let Some(current) = self.manager.get_plugin(&info.name) {
-            let from = current.version().to_string();
-            let outcomes = self.manager.swap_plugin(plugin).await;
-            let failures: Vec<String> = outcomes
-                .iter()
-                .filter_map(|o| {
-                    o.result
-                        .as_ref()
-                        .err()
-                        .map(|e| format!("backend '{}': {e}", o.backend))
-                })
-                .collect();
-            if !failures.is_empty() {
-                let reason = format!(
-                    "{} {} could not take over; {from} keeps serving: {}",
-                    info.name,
-                    info.version,
-                    failures.join("; ")
-                );
-                return Some(Err(reject(path, LoadFailure::InitFailed(reason))));
-            }
-            if let Some(k) = self.files.get_mut(path) {
-                k.plugin = Some(info.name.clone());
-            }
-            self.emit(PluginEvent::Swapped {
-                plugin: info.name.clone(),
-                from,
-                to: info.version.clone(),
-                file: path.to_path_buf(),
-                paused: outcomes
-                    .iter()
-                    .map(|o| o.paused_for)
-                    .max()
-                    .unwrap_or_default(),
-                backends: outcomes.into_iter().map(|o| o.backend).collect(),
+            self.emit(PluginEvent::Rejected {
+                file: e.path.clone(),
+                reason: e.reason.to_string(),
             });
-        } else {
-            if let Err(e) = self.manager.register_arc(plugin) {
-                return Some(Err(reject(path, LoadFailure::InitFailed(e.to_string()))));
+        }
+        self.reconcile(plugin.name(), path).await
+    }
+
+    /// `path` is gone: the plugin it held may need another provider, or none.
+    async fn removed(&mut self, path: &Path) -> Option<Result<PluginInfo, LoadError>> {
+        self.pending.remove(path);
+        match self.files.remove(path) {
+            Some(Known {
+                plugin: Some(old), ..
+            }) => self.reconcile(old.name(), path).await,
+            _ => None,
+        }
+    }
+
+    /// Applies the rule for plugin names to `name` after `changed` changed:
+    /// the file whose name sorts first among those holding `name` provides
+    /// it. Returns what happened to `changed` (when it holds `name`).
+    async fn reconcile(
+        &mut self,
+        name: &str,
+        changed: &Path,
+    ) -> Option<Result<PluginInfo, LoadError>> {
+        let desired = self
+            .files
+            .iter()
+            .filter_map(|(p, k)| {
+                k.plugin
+                    .as_ref()
+                    .filter(|pl| pl.name() == name)
+                    .map(|pl| (p.clone(), Arc::clone(pl)))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0));
+        let current = self.providers.get(name).cloned();
+        let changed_holds_name = self
+            .files
+            .get(changed)
+            .and_then(|k| k.plugin.as_ref())
+            .is_some_and(|p| p.name() == name);
+        let Some((file, plugin)) = desired else {
+            if current.is_some() {
+                self.providers.remove(name);
+                self.unregister(name, changed);
             }
-            if let Some(k) = self.files.get_mut(path) {
-                k.plugin = Some(info.name.clone());
+            return None;
+        };
+        if current.as_deref() == Some(file.as_path()) && file != changed {
+            // The provider stays; `changed` (if it holds the name) is not used.
+            return changed_holds_name.then(|| {
+                Err(reject(
+                    changed,
+                    LoadFailure::Shadowed {
+                        plugin: name.to_string(),
+                        by: file.clone(),
+                    },
+                ))
+            });
+        }
+        let result = self.install(name, &file, plugin).await;
+        // The file that provided the name before and still holds it is now
+        // shadowed by the new provider.
+        if let Some(old) = current
+            && old != file
+            && self.providers.get(name) == Some(&file)
+            && self
+                .files
+                .get(&old)
+                .and_then(|k| k.plugin.as_ref())
+                .is_some_and(|p| p.name() == name)
+        {
+            self.emit(PluginEvent::Rejected {
+                reason: LoadFailure::Shadowed {
+                    plugin: name.to_string(),
+                    by: file.clone(),
+                }
+                .to_string(),
+                file: old,
+            });
+        }
+        if file == changed {
+            return Some(result);
+        }
+        if let Err(e) = result {
+            self.emit(PluginEvent::Rejected {
+                file: e.path.clone(),
+                reason: e.reason.to_string(),
+            });
+        }
+        // `changed` was removed or holds the name no more; a later file took over.
+        None
+    }
+
+    /// Makes `plugin` (from `file`) the registered plugin `name`: a new
+    /// version of a registered plugin hot-swaps its backends.
+    async fn install(
+        &mut self,
+        name: &str,
+        file: &Path,
+        plugin: Arc<dyn StoragePlugin>,
+    ) -> Result<PluginInfo, LoadError> {
+        let info = PluginInfo::of(plugin.as_ref());
+        let Some(current) = self.manager.get_plugin(name) else {
+            if let Err(e) = self.manager.register_arc(Arc::clone(&plugin)) {
+                return Err(reject(file, LoadFailure::InitFailed(e.to_string())));
             }
+            self.providers.insert(name.to_string(), file.to_path_buf());
             self.emit(PluginEvent::Loaded {
                 plugin: info.name.clone(),
                 version: info.version.clone(),
-                file: path.to_path_buf(),
+                file: file.to_path_buf(),
             });
+            return Ok(info);
+        };
+        if Arc::ptr_eq(&current, &plugin) {
+            self.providers.insert(name.to_string(), file.to_path_buf());
+            return Ok(info);
         }
-        Some(Ok(info))
-    }
-
-    fn removed(&mut self, path: &Path) {
-        if let Some(Known {
-            plugin: Some(name), ..
-        }) = self.files.remove(path)
+        let from = current.version().to_string();
+        let outcomes = self.manager.swap_plugin(Arc::clone(&plugin)).await;
+        if self
+            .manager
+            .get_plugin(name)
+            .is_some_and(|p| Arc::ptr_eq(&p, &plugin))
         {
-            self.unregister(&name, path);
+            self.providers.insert(name.to_string(), file.to_path_buf());
         }
+        let failures: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| {
+                o.result
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("backend '{}': {e}", o.backend))
+            })
+            .collect();
+        if !failures.is_empty() {
+            let reason = format!(
+                "{} {} could not take over; {from} keeps serving: {}",
+                info.name,
+                info.version,
+                failures.join("; ")
+            );
+            return Err(reject(file, LoadFailure::InitFailed(reason)));
+        }
+        self.emit(PluginEvent::Swapped {
+            plugin: info.name.clone(),
+            from,
+            to: info.version.clone(),
+            file: file.to_path_buf(),
+            paused: outcomes
+                .iter()
+                .map(|o| o.paused_for)
+                .max()
+                .unwrap_or_default(),
+            backends: outcomes.into_iter().map(|o| o.backend).collect(),
+        });
+        Ok(info)
     }
 
     fn unregister(&self, name: &str, path: &Path) {
@@ -336,26 +530,43 @@ impl State {
 }
 
 enum Prepared {
-    Unchanged,
-    Failed(Option<u64>, LoadError),
-    Loaded(u64, Arc<dyn StoragePlugin>),
+    /// The file was removed meanwhile.
+    Gone,
+    /// The same bytes as last time (the file was touched or re-written).
+    Unchanged(FileStamp),
+    Unstable(LoadError),
+    /// Refused; with what was read, when the file could be read.
+    Failed(Option<(FileStamp, Digest)>, LoadError),
+    Loaded(FileStamp, Digest, Arc<dyn StoragePlugin>),
 }
 
-/// The blocking part of a reload: hash, trust check, copy and load.
-fn prepare(dir: &Path, path: &Path, known: Option<u64>) -> Prepared {
-    let hash = match content_hash(path) {
-        Ok(h) => h,
-        Err(e) => return Prepared::Failed(None, reject(path, LoadFailure::Io(e.to_string()))),
+/// The blocking part of a reload: wait until stable and copy (hashing the
+/// bytes), trust check, then check and map the copy.
+fn prepare(dir: &Path, path: &Path, known: Option<Digest>, settle: Duration) -> Prepared {
+    let staged = match loader::stage(path, settle) {
+        Ok(s) => s,
+        Err(
+            e @ LoadError {
+                reason: LoadFailure::NotStable(_),
+                ..
+            },
+        ) => return Prepared::Unstable(e),
+        Err(_) if std::fs::symlink_metadata(path).is_err() => return Prepared::Gone,
+        Err(e) => return Prepared::Failed(None, e),
     };
+    let (stamp, hash) = (staged.stamp().clone(), *staged.digest());
     if known == Some(hash) {
-        return Prepared::Unchanged; // Same bytes as last time: nothing to do.
+        return Prepared::Unchanged(stamp); // Same bytes as last time: nothing to do.
     }
     if let Err(why) = check_file(dir, path) {
-        return Prepared::Failed(Some(hash), reject(path, LoadFailure::Untrusted(why)));
+        return Prepared::Failed(
+            Some((stamp, hash)),
+            reject(path, LoadFailure::Untrusted(why)),
+        );
     }
-    match loader::load_plugin(path) {
-        Ok(p) => Prepared::Loaded(hash, Arc::new(p)),
-        Err(e) => Prepared::Failed(Some(hash), e),
+    match loader::load_staged(staged) {
+        Ok(p) => Prepared::Loaded(stamp, hash, Arc::new(p)),
+        Err(e) => Prepared::Failed(Some((stamp, hash)), e),
     }
 }
 
@@ -371,7 +582,8 @@ impl StorageManager {
     /// is loaded and registered, a changed file hot-swaps every backend of its
     /// plugin, a removed file unregisters its plugin (running backends keep
     /// serving). A plugin whose name is already registered (a built-in, say)
-    /// is treated as a new version of it.
+    /// is treated as a new version of it. When several files hold one plugin
+    /// name, the rule in the [module docs](self) decides which provides it.
     ///
     /// Refuses a directory other users can write. Must be called within a
     /// tokio runtime; the watch stops when the returned [`PluginWatcher`] is dropped.
@@ -383,10 +595,16 @@ impl StorageManager {
         let dir = dir.as_ref();
         let canonical = check_dir(dir).map_err(|why| reject(dir, LoadFailure::Untrusted(why)))?;
         let (sender, events) = broadcast::channel(1024);
+        let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
         let mut state = State {
             manager: self.clone(),
             dir: canonical.clone(),
+            settle: options.settle,
             files: HashMap::new(),
+            providers: HashMap::new(),
+            pending: HashSet::new(),
+            retrying: HashSet::new(),
+            retry: retry_tx,
             events: sender.clone(),
             quiet: true,
         };
@@ -429,7 +647,17 @@ impl StorageManager {
         state.quiet = false;
 
         let task = tokio::spawn(async move {
-            while let Some(mut paths) = rx.recv().await {
+            loop {
+                let mut paths = tokio::select! {
+                    paths = rx.recv() => match paths {
+                        Some(p) => p,
+                        None => return,
+                    },
+                    Some(path) = retry_rx.recv() => {
+                        state.retrying.remove(&path);
+                        vec![path]
+                    }
+                };
                 paths.sort();
                 paths.dedup();
                 for path in paths {
