@@ -31,7 +31,7 @@
 //! write in flight and that nothing at all is stale.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
@@ -84,7 +84,9 @@ pub(crate) struct ConsistencyMetrics {
 /// The consistency state of one manager (see the module docs).
 pub(crate) struct Consistency {
     stripes: Box<[Stripe]>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Seeds the stripe hash, per manager, so that nobody can pick keys that
+    /// all land on one stripe of every host.
+    seed: usize,
     stale: Mutex<State>,
     /// Keys in `stale` plus untrusted backends: zero on the fast path.
     dirty: AtomicUsize,
@@ -118,7 +120,7 @@ impl Default for Consistency {
     fn default() -> Self {
         Consistency {
             stripes: (0..LOCK_STRIPES).map(|_| Stripe::default()).collect(),
-            hasher: Default::default(),
+            seed: std::collections::hash_map::RandomState::new().hash_one(0u8) as usize,
             stale: Mutex::default(),
             dirty: AtomicUsize::new(0),
             metrics: ConsistencyMetrics::default(),
@@ -217,7 +219,11 @@ impl Drop for WriteTicket<'_> {
 
 impl Consistency {
     fn stripe(&self, key: &str) -> &Stripe {
-        &self.stripes[(self.hasher.hash_one(key) as usize) % self.stripes.len()]
+        // FxHash: a few ns for a short key (SipHash cost as much as the
+        // rest of a cache hit's bookkeeping); collisions only share a lock.
+        let mut h = rustc_hash::FxHasher::with_seed(self.seed);
+        h.write(key.as_bytes());
+        &self.stripes[(h.finish() as usize) % self.stripes.len()]
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

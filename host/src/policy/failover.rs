@@ -19,12 +19,13 @@ pub(crate) async fn run(
     match req {
         Req::Put(..) | Req::Delete(_) => {
             // One backend and nothing stale anywhere: nothing to keep in step.
-            if group.members.len() == 1 && !ctx.cons.any_stale() {
-                return try_in_order(ctx, &group.targets, req, &mut Vec::new()).await;
+            if group.len() == 1 && !ctx.cons.any_stale() {
+                return try_in_order(ctx, group.targets(), req, &mut Vec::new()).await;
             }
-            let ticket = ctx.cons.begin_write(key, &group.members).await;
+            let members = group.members();
+            let ticket = ctx.cons.begin_write(key, &members).await;
             let mut tried = Vec::new();
-            let result = try_in_order(ctx, &group.targets, req, &mut tried).await;
+            let result = try_in_order(ctx, group.targets(), req, &mut tried).await;
             let acked: Vec<&str> = tried
                 .iter()
                 .filter(|t| t.1 == Sent::Acked)
@@ -42,12 +43,15 @@ pub(crate) async fn run(
             result
         }
         Req::Get(_) => {
-            if group.members.len() > 1 {
+            if group.len() > 1 {
                 ctx.cons.settle(key).await;
             }
-            let mut readable = Vec::with_capacity(group.targets.len());
+            if !ctx.cons.any_stale() {
+                return try_in_order(ctx, group.targets(), req, &mut Vec::new()).await;
+            }
+            let mut readable = Vec::with_capacity(group.targets().len());
             let mut skipped = Vec::new();
-            for &slot in &group.targets {
+            for &slot in group.targets() {
                 if ctx.cons.is_stale(slot.name(), key) {
                     ctx.cons.metrics.stale_reads_avoided.inc();
                     skipped.push(behind(slot));
@@ -61,7 +65,7 @@ pub(crate) async fn run(
             try_in_order(ctx, &readable, req, &mut Vec::new()).await
         }
         Req::List(_) | Req::ListPage(..) => {
-            try_in_order(ctx, &group.targets, req, &mut Vec::new()).await
+            try_in_order(ctx, group.targets(), req, &mut Vec::new()).await
         }
     }
 }

@@ -126,44 +126,55 @@ impl Backends {
             .ok_or_else(|| ManagerError::BackendNotFound(name.to_string()))
     }
 
-    /// The backends among `names`: the members of the policy (enabled ones
-    /// first, then disabled ones, which miss every write and so are marked
-    /// stale by it) and the targets (the enabled ones, in order). Unknown
+    /// The backends of a policy, in its order, as a [`Group`]. Unknown
     /// names are errors, and so is having no enabled backend.
     fn group<'s>(
         &'s self,
-        names: impl IntoIterator<Item = &'s Arc<Slot>> + Clone,
+        slots: impl IntoIterator<Item = Result<&'s Slot, ManagerError>>,
     ) -> Result<Group<'s>, ManagerError> {
-        let targets: Vec<&Slot> = names
-            .clone()
-            .into_iter()
-            .filter(|s| s.is_enabled())
-            .map(|s| s.as_ref())
-            .collect();
-        if targets.is_empty() {
+        let mut slots = slots.into_iter().collect::<Result<Vec<&Slot>, _>>()?;
+        if !slots.iter().all(|s| s.is_enabled()) {
+            // Stable: the enabled ones first, each part in the policy's order.
+            slots.sort_by_key(|s| !s.is_enabled());
+        }
+        let enabled = slots.iter().take_while(|s| s.is_enabled()).count();
+        if enabled == 0 {
             return Err(ManagerError::NoBackends);
         }
-        let mut members: Vec<&str> = targets.iter().map(|s| s.name()).collect();
-        members.extend(
-            names
-                .into_iter()
-                .filter(|s| !s.is_enabled())
-                .map(|s| s.name()),
-        );
-        Ok(Group { members, targets })
+        Ok(Group { slots, enabled })
     }
 
-    fn named(&self, names: &[String]) -> Result<Vec<&Arc<Slot>>, ManagerError> {
-        names.iter().map(|n| self.slot(n)).collect()
+    fn named<'s>(
+        &'s self,
+        names: &'s [String],
+    ) -> impl Iterator<Item = Result<&'s Slot, ManagerError>> {
+        names.iter().map(|n| self.slot(n).map(|s| s.as_ref()))
     }
 }
 
-/// The backends one operation may involve.
+/// The backends one operation may involve: every member of the policy (each
+/// holds a copy of every key), the enabled ones first.
 pub(crate) struct Group<'s> {
-    /// Every backend of the policy: each holds a copy of every key.
-    pub(crate) members: Vec<&'s str>,
+    slots: Vec<&'s Slot>,
+    enabled: usize,
+}
+
+impl<'s> Group<'s> {
     /// The enabled members, in the policy's order: where operations go.
-    pub(crate) targets: Vec<&'s Slot>,
+    pub(crate) fn targets(&self) -> &[&'s Slot] {
+        &self.slots[..self.enabled]
+    }
+
+    /// How many backends hold copies of the keys (enabled or not).
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The names of every member; disabled ones miss every write, and so
+    /// are marked behind by it.
+    pub(crate) fn members(&self) -> Vec<&'s str> {
+        self.slots.iter().map(|s| s.name()).collect()
+    }
 }
 
 /// Everything an executor needs besides the request.
@@ -274,22 +285,29 @@ pub(crate) async fn route(
 ) -> Result<Out, ManagerError> {
     let b = ctx.backends;
     match policy {
-        None => failover::run(ctx, &b.group(&b.by_priority)?, req).await,
+        None => {
+            failover::run(
+                ctx,
+                &b.group(b.by_priority.iter().map(|s| Ok(s.as_ref())))?,
+                req,
+            )
+            .await
+        }
         Some(StoragePolicy::AlwaysUse(name)) => {
             let slot = b.slot(name)?;
             if !slot.is_enabled() {
                 return Err(ManagerError::BackendDisabled(name.clone()));
             }
-            failover::run(ctx, &b.group([slot])?, req).await
+            failover::run(ctx, &b.group([Ok(slot.as_ref())])?, req).await
         }
         Some(StoragePolicy::FirstAvailable(names)) => {
-            failover::run(ctx, &b.group(b.named(names)?)?, req).await
+            failover::run(ctx, &b.group(b.named(names))?, req).await
         }
         Some(StoragePolicy::RoundRobin(names)) => {
-            let mut group = b.group(b.named(names)?)?;
+            let mut group = b.group(b.named(names))?;
             if matches!(req, Req::Get(_)) {
-                let start = ctx.round_robin.fetch_add(1, Relaxed) % group.targets.len();
-                group.targets.rotate_left(start);
+                let start = ctx.round_robin.fetch_add(1, Relaxed) % group.enabled;
+                group.slots[..group.enabled].rotate_left(start);
                 failover::run(ctx, &group, req).await
             } else {
                 replicas::run(ctx, &group, req, replicas::Acks::One).await
@@ -304,7 +322,7 @@ pub(crate) async fn route(
             prefer_cache::run(ctx, cache, primary, req).await
         }
         Some(StoragePolicy::Redundant(names)) => {
-            replicas::run(ctx, &b.group(b.named(names)?)?, req, replicas::Acks::All).await
+            replicas::run(ctx, &b.group(b.named(names))?, req, replicas::Acks::All).await
         }
     }
 }

@@ -27,12 +27,12 @@ pub(crate) async fn run(
     match req {
         Req::Put(..) | Req::Delete(_) => fan_out(ctx, group, req, acks).await,
         Req::Get(key) => {
-            if group.members.len() > 1 {
+            if group.len() > 1 {
                 ctx.cons.settle(key).await;
             }
             let mut failures = Vec::new();
             let mut answered = false;
-            for slot in &group.targets {
+            for slot in group.targets() {
                 if ctx.cons.is_stale(slot.name(), key) {
                     ctx.cons.metrics.stale_reads_avoided.inc();
                     failures.push(behind(slot));
@@ -57,7 +57,7 @@ pub(crate) async fn run(
         }
         Req::List(prefix) | Req::ListPage(prefix, ..) => {
             let mut failures = Vec::new();
-            for slot in &group.targets {
+            for slot in group.targets() {
                 let answer = match req {
                     Req::ListPage(_, after, limit) => slot
                         .list_page(prefix, after, limit, ctx.timeout)
@@ -93,8 +93,9 @@ async fn fan_out(
     acks: Acks,
 ) -> Result<Out, ManagerError> {
     let key = req.key();
-    let ticket = ctx.cons.begin_write(key, &group.members).await;
-    let slots = &group.targets;
+    let members = group.members();
+    let ticket = ctx.cons.begin_write(key, &members).await;
+    let slots = group.targets();
     // `allow` claims a probe when a cooldown is over, so ask each breaker once.
     let allowed: Vec<bool> = slots.iter().map(|s| s.breaker.allow()).collect();
     let all_open = !allowed.contains(&true);
