@@ -13,12 +13,17 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use super::{Inner, StorageManager};
 use crate::health::Health;
+use crate::policy::Backends;
 use crate::policy::StoragePolicy;
 
 /// Keys one repair pass looks at.
-const PASS_KEYS: usize = 256;
+const PASS_KEYS: usize = 1024;
+/// Keys repaired at the same time.
+const REPAIR_CONCURRENCY: usize = 32;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -93,54 +98,18 @@ impl StorageManager {
                 .is_none_or(|s| s.is_enabled() && s.health() != Health::Open)
         };
         let (keys, untrusted) = cons.pending(PASS_KEYS, |e| e.stale.iter().any(|b| reachable(b)));
+        // Keys are independent (each repair holds its own key's stripe), so
+        // a pass repairs several at once: a slow backend (a network round
+        // trip per copy) must not fall behind a fast one taking writes.
+        let per_key: Vec<RepairReport> = futures_util::stream::iter(keys)
+            .map(|key| self.repair_key(key, &backends, t))
+            .buffer_unordered(REPAIR_CONCURRENCY)
+            .collect()
+            .await;
         let mut report = RepairReport::default();
-        for key in keys {
-            // Under the key's stripe: no write to it runs meanwhile, so the
-            // value copied is the current one.
-            let _stripe = cons.lock(&key).await;
-            let Some(entry) = cons.entry(&key) else {
-                continue;
-            };
-            let Some(truth) = entry.truth.as_deref().and_then(|n| backends.by_name.get(n)) else {
-                continue;
-            };
-            if !truth.is_enabled() || !truth.breaker.allow() {
-                continue;
-            }
-            let value = match truth.get(&key, t).await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::debug!(backend = %truth.name(), error = %e, "repair: cannot read the current value");
-                    cons.metrics.repair_failures.inc();
-                    report.failed += 1;
-                    continue;
-                }
-            };
-            for name in &entry.stale {
-                let Some(slot) = backends.by_name.get(name) else {
-                    cons.clear_stale(name, &key); // removed meanwhile
-                    continue;
-                };
-                if !slot.is_enabled() || !slot.breaker.allow() {
-                    continue;
-                }
-                let r = match &value {
-                    Some(v) => slot.put(&key, v.clone(), t).await,
-                    None => slot.delete(&key, t).await,
-                };
-                match r {
-                    Ok(()) => {
-                        cons.clear_stale(name, &key);
-                        cons.metrics.repairs.inc();
-                        report.repaired += 1;
-                    }
-                    Err(e) => {
-                        tracing::debug!(backend = %name, error = %e, "repair failed; retried later");
-                        cons.metrics.repair_failures.inc();
-                        report.failed += 1;
-                    }
-                }
-            }
+        for r in per_key {
+            report.repaired += r.repaired;
+            report.failed += r.failed;
         }
         let policy = inner.policy.load();
         for name in untrusted {
@@ -157,6 +126,60 @@ impl StorageManager {
                         tracing::debug!(backend = %name, error = %e, "cache flush failed; retried later");
                         report.failed += 1;
                     }
+                }
+            }
+        }
+        report
+    }
+
+    /// Copies `key`'s current value from its truth onto the backends
+    /// behind on it.
+    async fn repair_key(&self, key: String, backends: &Backends, t: Duration) -> RepairReport {
+        let cons = &self.inner.cons;
+        let mut report = RepairReport::default();
+        // Under the key's stripe: no write to it runs meanwhile, so the
+        // value copied is the current one.
+        let _stripe = cons.lock(&key).await;
+        let Some(entry) = cons.entry(&key) else {
+            return report;
+        };
+        let Some(truth) = entry.truth.as_deref().and_then(|n| backends.by_name.get(n)) else {
+            return report;
+        };
+        if !truth.is_enabled() || !truth.breaker.allow() {
+            return report;
+        }
+        let value = match truth.get(&key, t).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(backend = %truth.name(), error = %e, "repair: cannot read the current value");
+                cons.metrics.repair_failures.inc();
+                report.failed += 1;
+                return report;
+            }
+        };
+        for name in &entry.stale {
+            let Some(slot) = backends.by_name.get(name) else {
+                cons.clear_stale(name, &key); // removed meanwhile
+                continue;
+            };
+            if !slot.is_enabled() || !slot.breaker.allow() {
+                continue;
+            }
+            let r = match &value {
+                Some(v) => slot.put(&key, v.clone(), t).await,
+                None => slot.delete(&key, t).await,
+            };
+            match r {
+                Ok(()) => {
+                    cons.clear_stale(name, &key);
+                    cons.metrics.repairs.inc();
+                    report.repaired += 1;
+                }
+                Err(e) => {
+                    tracing::debug!(backend = %name, error = %e, "repair failed; retried later");
+                    cons.metrics.repair_failures.inc();
+                    report.failed += 1;
                 }
             }
         }
