@@ -1,6 +1,7 @@
 //! The storage plugin system on the embedded default, no services needed:
-//! the seed's Quick Start run through the `local` plugin loaded as a dynamic
-//! library, then every routing policy, a live hot swap, and the metrics.
+//! a manager, a backend, a put and a get, run through the `local` plugin
+//! loaded as a dynamic library, then every routing policy, a live hot swap,
+//! and the metrics.
 //!
 //! ```text
 //! cargo run --example storage_plugin_demo

@@ -1,5 +1,5 @@
 //! The built-in plugins of each build: `local` always; `supabase` and `redis`
-//! with the `storage-supabase` and `storage-redis` features, as the seed says.
+//! with the `storage-supabase` and `storage-redis` features of the facade.
 
 use p2p_ai_agents::storage::{PluginSource, StorageManager, StorageRegistry};
 
@@ -21,7 +21,7 @@ fn new_offers_the_plugins_of_the_enabled_features() {
     }
 }
 
-/// The seed's "Using Supabase" snippet with the built-in plugin, against the
+/// A Supabase backend added by name, as agent code does, with the built-in plugin, against the
 /// local Supabase REST API (`scripts/supabase-local.sh`).
 #[cfg(feature = "storage-supabase")]
 #[tokio::test]
@@ -42,8 +42,8 @@ async fn seed_using_supabase_runs_against_the_local_stack() -> Result<(), Box<dy
         manager.add_backend(supabase_config).await?;
     }
     let key = format!("seed-feature/{}", std::process::id());
-    manager.put(&key, b"from the seed".to_vec()).await?;
-    assert_eq!(manager.get(&key).await?, Some(b"from the seed".to_vec()));
+    manager.put(&key, b"from the facade".to_vec()).await?;
+    assert_eq!(manager.get(&key).await?, Some(b"from the facade".to_vec()));
     manager.delete(&key).await?;
     assert_eq!(manager.get(&key).await?, None);
     Ok(())

@@ -1,4 +1,4 @@
-//! The seed's PreferCache example made real: `cache: "redis"` in front of
+//! The PreferCache policy made real: `cache: "redis"` in front of
 //! `primary: "supabase"`, both plugins loaded from their libraries, against a
 //! real Redis and the local Supabase REST API (`scripts/services.sh`).
 
@@ -191,7 +191,7 @@ async fn redis_in_front_of_supabase_survives_a_redis_outage() {
             .find(|b| b.name == "redis")
             .unwrap()
             .health,
-        Health::Open
+        Health::TakenOut
     );
     assert!(
         slowest < Duration::from_millis(450),

@@ -180,7 +180,7 @@ async fn prefer_cache_fills_on_miss_and_never_fails_for_the_cache() {
     }
     // Failing repeatedly opened the cache's breaker: it is skipped (no
     // timeout per op) until a probe after the cooldown finds it back.
-    assert_eq!(m.list_backends()[0].health, Health::Open);
+    assert_eq!(m.list_backends()[0].health, Health::TakenOut);
     let calls = cache.calls();
     assert_eq!(m.get("k").await.unwrap(), None);
     assert_eq!(cache.calls(), calls, "an open cache is not tried");
@@ -313,7 +313,7 @@ async fn a_dead_backend_is_taken_out_of_routing_then_probed() {
     for _ in 0..5 {
         assert_eq!(m.get("k").await.unwrap(), Some(b"v".to_vec()));
     }
-    assert_eq!(m.list_backends()[0].health, Health::Open);
+    assert_eq!(m.list_backends()[0].health, Health::TakenOut);
     let calls = c[0].calls();
     let t = Instant::now();
     for _ in 0..50 {

@@ -1,5 +1,11 @@
-//! The code of the seed document (docs: storage-plugin-system.md), compiled
-//! and run against the facade exactly as written, placeholders filled in.
+//! The published storage API, pinned. Two programs spelled exactly as agent
+//! code written against `p2p_ai_agents::storage` spells them: the quick start
+//! (a manager with the built-in plugins, a local backend, a put and a get, as
+//! at the top of the README) and a custom plugin (a native `StoragePlugin`
+//! whose `Storage` implements only the three required methods, registered in
+//! a `StorageRegistry`). They pin the module paths, trait signatures, error
+//! variants and default methods: if this file stops compiling or passing,
+//! existing users' code breaks too.
 
 use p2p_ai_agents::storage::local::{Storage, StorageError};
 use p2p_ai_agents::storage::plugin::{PluginError, StoragePlugin};
@@ -11,7 +17,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-// ---- Quick Start, as a function with the seed's body ----
+// ---- Quick start, as a function with the published example's body ----
 async fn quick_start() -> Result<Option<Vec<u8>>, Box<dyn std::error::Error>> {
     // Create storage manager with default plugins (local + supabase if feature enabled)
     #[allow(unused_mut)]
@@ -39,7 +45,7 @@ async fn seed_quick_start_runs_as_written() {
     assert_eq!(data, Some(b"value".to_vec()));
 }
 
-// ---- Custom plugin, as written in the seed ----
+// ---- Custom plugin, as the published example writes it ----
 pub struct MyCustomPlugin;
 
 #[async_trait]
@@ -77,7 +83,7 @@ impl StoragePlugin for MyCustomPlugin {
     }
 }
 
-// The seed's placeholder, filled in: an in-memory map.
+// The example's placeholder storage, filled in: an in-memory map.
 pub struct MyCustomStorage {
     data: Mutex<HashMap<String, Vec<u8>>>,
     connection_string: String,
@@ -148,7 +154,7 @@ async fn seed_custom_plugin_registers_and_serves() -> Result<(), Box<dyn std::er
     assert_eq!(manager.get("a").await?, Some(b"1".to_vec()));
     manager.delete("a").await?;
     assert_eq!(manager.get("a").await?, None);
-    // The seed's three-method Storage impl gets the default `list`: unsupported, clearly.
+    // The example's three-method Storage impl gets the default `list`: unsupported, clearly.
     let err = manager.list("").await.unwrap_err();
     assert!(err.to_string().contains("unsupported"), "{err}");
     Ok(())

@@ -14,14 +14,25 @@ const BASE_COOLDOWN: Duration = Duration::from_secs(1);
 const MAX_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// The health of one backend, as routing sees it.
+///
+/// In circuit-breaker terms, [`Healthy`](Health::Healthy) and
+/// [`Degraded`](Health::Degraded) are a *closed* breaker and
+/// [`TakenOut`](Health::TakenOut) an *open* one; the variants are named for
+/// what they mean to routing, since "open" reads as "healthy" to anyone who
+/// does not know the electrical metaphor. The HTTP API spells them
+/// `"healthy"`, `"degraded"`, `"taken_out"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
-    /// Serving.
+    /// Serving, no recent failure.
     Healthy,
-    /// Failing recently, still routed.
+    /// Failing recently (an unavailable error since the last success, or a
+    /// cooldown just over with the probe not yet answered), still routed.
     Degraded,
-    /// Taken out of routing until the next probe.
-    Open,
+    /// Taken out of routing by the circuit breaker after
+    /// [`FAILURE_THRESHOLD`] consecutive unavailable errors, until its
+    /// cooldown ends and one probe operation succeeds. When every candidate
+    /// is taken out, operations still try them.
+    TakenOut,
 }
 
 pub(crate) struct Breaker {
@@ -113,7 +124,7 @@ impl Breaker {
     pub(crate) fn health(&self) -> Health {
         let until = self.open_until_ms.load(SeqCst);
         if until != 0 && self.now_ms() < until {
-            Health::Open
+            Health::TakenOut
         } else if self.failures.load(SeqCst) > 0 {
             Health::Degraded
         } else {
@@ -135,7 +146,7 @@ mod tests {
         }
         assert!(b.on_unavailable());
         assert!(!b.allow());
-        assert_eq!(b.health(), Health::Open);
+        assert_eq!(b.health(), Health::TakenOut);
         // Pretend the cooldown passed.
         b.open_until_ms.store(1, SeqCst);
         std::thread::sleep(Duration::from_millis(5));
@@ -143,7 +154,7 @@ mod tests {
         assert!(!b.allow(), "only one probe at a time");
         // A failed probe re-opens for longer.
         b.on_unavailable();
-        assert_eq!(b.health(), Health::Open);
+        assert_eq!(b.health(), Health::TakenOut);
         assert_eq!(b.cooldown(), Duration::from_secs(2));
         b.on_success();
         assert!(b.allow());

@@ -1,6 +1,7 @@
 //! The native storage interface every backend implements, in-process or loaded.
 //!
-//! The seed document imports these as `p2p_ai_agents::storage::local::{Storage, StorageError}`.
+//! Agent code imports these as `p2p_ai_agents::storage::local::{Storage, StorageError}`
+//! (the facade's published path, pinned by `tests/seed_api.rs`).
 
 use std::time::Duration;
 

@@ -181,7 +181,8 @@ impl<P: Plugin> ModuleOf<P> {
 
 /// The root module of plugin `P`, without a library: what `export_plugin!`
 /// exports, and what a host uses to run a plugin linked in statically through
-/// the very same interface.
+/// the very same interface. The handle is opaque: pass it to the host's
+/// host (the storage host wraps it in `AbiPlugin::new` and registers that).
 pub fn module_of<P: Plugin>() -> PluginModRef {
     PluginModRef(ModuleOf::<P>::MODULE.as_prefix())
 }

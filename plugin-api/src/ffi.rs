@@ -1,5 +1,10 @@
 //! The ABI-stable types the host and a plugin library share.
 //!
+//! Internal, and hidden from the documentation: used by the code
+//! [`export_plugin!`] generates and by the host's loader. Plugin authors
+//! implement [`Plugin`](crate::Plugin) and [`Backend`](crate::Backend) and
+//! never name these types; they change with the ABI, outside semver.
+//!
 //! Everything here is checked by abi_stable when a library is loaded: the
 //! layout of [`PluginMod`] and of every type reachable from it must match what
 //! the host was built with, or loading fails with a report instead of undefined

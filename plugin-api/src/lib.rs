@@ -9,16 +9,30 @@
 //!
 //! The host loads the library, abi_stable checks that its interface matches
 //! (abi_stable version, this crate's version, the layout of every type that
-//! crosses), and the plugin's backends are then driven through [`ffi`].
+//! crosses), and the plugin's backends are then driven through the ABI-stable
+//! types that [`export_plugin!`] generates from your implementation.
 //!
 //! Across the boundary only `abi_stable` types travel (`RString`, `RVec<u8>`,
 //! `RResult`, ...); futures travel as [`async_ffi::FfiFuture`], so a plugin never
 //! depends on the host's async runtime.
+//!
+//! A host that links a plugin in statically (no library) hands
+//! [`module_of::<P>()`](module_of) to its registry: the same interface, without
+//! `dlopen`.
+//!
+//! The raw boundary types (the root module, the type-erased backend, the
+//! future aliases) live in a module hidden from this documentation: they are
+//! the host's and the generated glue's business, change with the ABI, and are
+//! no part of the API a plugin author programs against.
 
 #![warn(missing_docs)]
 
 mod error;
 mod export;
+// The raw ABI (root module, type-erased backend, future aliases): public only
+// because the code `export_plugin!` generates and the host's loader name it.
+// Hidden from the documentation, and no part of the plugin author's API.
+#[doc(hidden)]
 pub mod ffi;
 mod page;
 mod plugin;

@@ -95,7 +95,7 @@ impl StorageManager {
             backends
                 .by_name
                 .get(name)
-                .is_none_or(|s| s.is_enabled() && s.health() != Health::Open)
+                .is_none_or(|s| s.is_enabled() && s.health() != Health::TakenOut)
         };
         let (keys, untrusted) = cons.pending(PASS_KEYS, |e| e.stale.iter().any(|b| reachable(b)));
         // Keys are independent (each repair holds its own key's stripe), so

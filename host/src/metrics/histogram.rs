@@ -25,8 +25,7 @@ pub(crate) struct Histogram {
 
 impl Histogram {
     pub(crate) fn record(&self, d: Duration) {
-        let us = d.as_micros() as u64;
-        let i = BUCKET_BOUNDS_US.partition_point(|&b| b < us);
+        let i = bucket_of(d);
         let s = &self.stripes[stripe()].0;
         s.buckets[i].fetch_add(1, Relaxed);
         s.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
@@ -55,6 +54,22 @@ impl Histogram {
             s.0.sum_ns.store(0, Relaxed);
         }
     }
+}
+
+/// The bucket of `d`: the first whose bound is at least `d`.
+///
+/// Microseconds are rounded *up* (1 001 ns counts as 2 µs), so an operation
+/// never lands in a bucket whose bound is below its duration: a bucket's
+/// bound, and every quantile read from it, is an upper bound of what was
+/// measured. (Truncating, as `as_micros()` does, put 1.9 µs in the 1 µs bucket.)
+fn bucket_of(d: Duration) -> usize {
+    // Whole seconds and the sub-second part apart: no 128-bit arithmetic on
+    // the hot path, and saturation instead of a wrap for absurd durations.
+    let us = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000)));
+    BUCKET_BOUNDS_US.partition_point(|&b| b < us)
 }
 
 /// A copy of a latency histogram.
@@ -120,5 +135,62 @@ mod tests {
         assert!(s.mean() > Duration::from_millis(2));
         h.reset();
         assert_eq!(h.snapshot().count(), 0);
+    }
+
+    /// The bucket (by its bound; `None`: +Inf) a duration of `ns` lands in.
+    fn bound_of(ns: u64) -> Option<u64> {
+        BUCKET_BOUNDS_US
+            .get(bucket_of(Duration::from_nanos(ns)))
+            .copied()
+    }
+
+    #[test]
+    fn durations_round_up_at_the_bucket_edges() {
+        // Below and on a bound: that bucket (bounds are inclusive, as `le`).
+        assert_eq!(bound_of(0), Some(1));
+        assert_eq!(bound_of(1), Some(1));
+        assert_eq!(bound_of(999), Some(1));
+        assert_eq!(bound_of(1_000), Some(1));
+        // One nanosecond over a bound: the next bucket, never the one below.
+        assert_eq!(bound_of(1_001), Some(2));
+        assert_eq!(bound_of(1_999), Some(2));
+        assert_eq!(bound_of(2_000), Some(2));
+        assert_eq!(bound_of(2_001), Some(5));
+        assert_eq!(bound_of(999_999), Some(1_000));
+        assert_eq!(bound_of(999_999_999), Some(1_000_000));
+        assert_eq!(bound_of(1_000_000_000), Some(1_000_000));
+        // Whole seconds plus a sub-microsecond rest.
+        assert_eq!(bound_of(1_000_000_001), Some(5_000_000));
+        assert_eq!(bound_of(30_000_000_000), Some(30_000_000));
+        assert_eq!(bound_of(30_000_000_001), None);
+        // Saturates instead of wrapping.
+        assert_eq!(bucket_of(Duration::MAX), BUCKET_BOUNDS_US.len());
+    }
+
+    #[test]
+    fn no_duration_is_recorded_faster_than_it_was() {
+        // Every nanosecond count around every bound, and a sweep below 3 µs.
+        let mut cases: Vec<u64> = (0..3_000).collect();
+        for b in BUCKET_BOUNDS_US {
+            let ns = b * 1_000;
+            cases.extend([ns - 1, ns, ns + 1]);
+        }
+        for ns in cases {
+            let h = Histogram::default();
+            let d = Duration::from_nanos(ns);
+            h.record(d);
+            let s = h.snapshot();
+            if let Some(bound) = s.quantile(1.0) {
+                assert!(bound >= d, "{ns} ns recorded in the bucket of {bound:?}");
+            }
+            // The bucket below (if any) would have been too fast.
+            let i = bucket_of(d);
+            if i > 0 {
+                assert!(
+                    Duration::from_micros(BUCKET_BOUNDS_US[i - 1]) < d,
+                    "{ns} ns recorded one bucket too high"
+                );
+            }
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! makes an ABI-stable plugin module (loaded from a library, or linked in) a
 //! native `StoragePlugin`.
 //!
-//! The seed document imports `p2p_ai_agents::storage::plugin::{StoragePlugin, PluginError}`.
+//! Agent code imports `p2p_ai_agents::storage::plugin::{StoragePlugin, PluginError}`
+//! (the facade's published path, pinned by `tests/seed_api.rs`).
 
 mod abi;
 

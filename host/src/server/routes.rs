@@ -481,7 +481,7 @@ fn health_str(h: Health) -> &'static str {
     match h {
         Health::Healthy => "healthy",
         Health::Degraded => "degraded",
-        Health::Open => "open",
+        Health::TakenOut => "taken_out",
     }
 }
 
@@ -507,7 +507,7 @@ async fn backends(State(s): Shared) -> Json<Value> {
         .map(|b| {
             let status = if !b.enabled {
                 "disabled"
-            } else if b.health == Health::Open {
+            } else if b.health == Health::TakenOut {
                 "unavailable"
             } else {
                 "serving"
@@ -536,7 +536,7 @@ async fn metrics(State(s): Shared) -> Response {
     let backends = s.manager.list_backends();
     text.push_str("# HELP storage_backend_up Whether the backend is enabled and its circuit closed.\n# TYPE storage_backend_up gauge\n");
     for b in &backends {
-        let up = u8::from(b.enabled && b.health != Health::Open);
+        let up = u8::from(b.enabled && b.health != Health::TakenOut);
         let _ = writeln!(
             text,
             "storage_backend_up{{backend=\"{}\",plugin_version=\"{}\"}} {up}",
@@ -578,7 +578,7 @@ async fn healthz(State(s): Shared) -> Response {
     let backends = s.manager.list_backends();
     let available = backends
         .iter()
-        .filter(|b| b.enabled && b.health != Health::Open)
+        .filter(|b| b.enabled && b.health != Health::TakenOut)
         .count();
     if available == 0 {
         let mut e = ApiError::new(ErrorCode::Unavailable, "no backend is available");

@@ -291,7 +291,7 @@ async fn redis_outage_mid_run_is_absorbed_by_the_primary_and_hits_resume() {
         if saw_open {
             slowest_after_open = slowest_after_open.max(took);
         }
-        saw_open |= cache_health(&manager) == Health::Open;
+        saw_open |= cache_health(&manager) == Health::TakenOut;
     }
     assert!(
         saw_open,

@@ -10,7 +10,8 @@
 //! 64 concurrent writers share a commit.
 //!
 //! Why a dedicated OS thread and not a task: the plugin may be a cdylib whose
-//! copy of tokio is not the host's (DESIGN.md section 3), and a commit blocks
+//! copy of tokio is not the host's (a plugin never depends on the host's
+//! runtime), and a commit blocks
 //! on fsync for milliseconds, which must not happen on a host worker thread.
 //! The answers travel through `futures-channel` oneshots, which any executor
 //! can poll.
