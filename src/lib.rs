@@ -9,7 +9,10 @@
 //! The implementation is split into crates that follow the architecture
 //! (see ARCHITECTURE.md): `storage-plugin-api` (the ABI-stable interface
 //! plugins are built against), `storage-host` (registry, manager, policies,
-//! loader), and one crate per plugin under `plugins/`.
+//! loader, watcher, metrics), and one crate per plugin under `plugins/`. The
+//! `storage-host` program (CLI, HTTP API, TOML config) is its own crate,
+//! `storage-host-cli`, which this facade does not depend on: embedding the
+//! storage brings no HTTP server, CLI parser or log subscriber.
 
 #![warn(missing_docs)]
 

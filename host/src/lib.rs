@@ -21,7 +21,6 @@ pub mod metrics;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
-pub mod server;
 pub mod storage;
 pub mod watch;
 
