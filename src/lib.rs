@@ -16,6 +16,15 @@
 
 #![warn(missing_docs)]
 
+// The built-in plugins `StorageManager::new()` offers: `local`, and the
+// Supabase and Redis plugins with the `storage-supabase` / `storage-redis`
+// features. The core links no plugin; the product assembled here does.
+storage_host::builtin_plugin!(storage_local::LocalPlugin);
+#[cfg(feature = "storage-supabase")]
+storage_host::builtin_plugin!(storage_supabase::SupabasePlugin);
+#[cfg(feature = "storage-redis")]
+storage_host::builtin_plugin!(storage_redis::RedisPlugin);
+
 /// One storage interface over many backends, with plugins.
 pub mod storage {
     pub use storage_host::{
@@ -24,6 +33,7 @@ pub mod storage {
         StorageConfig, StorageManager, StorageMetrics, StoragePlugin, StoragePolicy,
         StorageRegistry, SwapOutcome,
     };
+    pub use storage_host::{BuiltinPlugin, builtin_plugin};
     pub use storage_host::{config, health, loader, metrics, policy, watch};
 
     /// The plugin trait and its errors (`storage::plugin::{StoragePlugin, PluginError}`).

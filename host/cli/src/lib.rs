@@ -12,3 +12,11 @@
 #![warn(missing_docs)]
 
 pub mod server;
+
+// The program's built-in plugins: `local`, and `supabase` / `redis` with the
+// features of the same names (the core links none).
+storage_host::builtin_plugin!(storage_local::LocalPlugin);
+#[cfg(feature = "supabase")]
+storage_host::builtin_plugin!(storage_supabase::SupabasePlugin);
+#[cfg(feature = "redis")]
+storage_host::builtin_plugin!(storage_redis::RedisPlugin);
