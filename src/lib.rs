@@ -9,9 +9,21 @@
 //! The implementation is split into crates that follow the architecture
 //! (see ARCHITECTURE.md): `storage-plugin-api` (the ABI-stable interface
 //! plugins are built against), `storage-host` (registry, manager, policies,
-//! loader), and one crate per plugin under `plugins/`.
+//! loader, watcher, metrics), and one crate per plugin under `plugins/`. The
+//! `storage-host` program (CLI, HTTP API, TOML config) is its own crate,
+//! `storage-host-cli`, which this facade does not depend on: embedding the
+//! storage brings no HTTP server, CLI parser or log subscriber.
 
 #![warn(missing_docs)]
+
+// The built-in plugins `StorageManager::new()` offers: `local`, and the
+// Supabase and Redis plugins with the `storage-supabase` / `storage-redis`
+// features. The core links no plugin; the product assembled here does.
+storage_host::builtin_plugin!(storage_local::LocalPlugin);
+#[cfg(feature = "storage-supabase")]
+storage_host::builtin_plugin!(storage_supabase::SupabasePlugin);
+#[cfg(feature = "storage-redis")]
+storage_host::builtin_plugin!(storage_redis::RedisPlugin);
 
 /// One storage interface over many backends, with plugins.
 pub mod storage {
@@ -21,6 +33,7 @@ pub mod storage {
         StorageConfig, StorageManager, StorageMetrics, StoragePlugin, StoragePolicy,
         StorageRegistry, SwapOutcome,
     };
+    pub use storage_host::{BuiltinPlugin, builtin_plugin};
     pub use storage_host::{config, health, loader, metrics, policy, watch};
 
     /// The plugin trait and its errors (`storage::plugin::{StoragePlugin, PluginError}`).

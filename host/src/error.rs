@@ -39,7 +39,9 @@ impl fmt::Display for Failures<'_> {
 pub struct KeyRef(pub String);
 
 impl KeyRef {
-    pub(crate) fn new(key: &str) -> Self {
+    /// `key` as shown in a message: whole up to 120 bytes, cut there beyond
+    /// (its length in bytes follows).
+    pub fn new(key: &str) -> Self {
         const MAX: usize = 120;
         if key.len() <= MAX {
             KeyRef(key.to_string())

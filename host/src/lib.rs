@@ -21,7 +21,6 @@ pub mod metrics;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
-pub mod server;
 pub mod storage;
 pub mod watch;
 
@@ -35,5 +34,8 @@ pub use manager::{
 pub use metrics::{ConsistencyMetrics, StorageMetrics};
 pub use plugin::{PluginError, PluginInfo, PluginSource, StoragePlugin};
 pub use policy::StoragePolicy;
-pub use registry::StorageRegistry;
+pub use registry::{BuiltinPlugin, StorageRegistry};
+
+#[doc(hidden)]
+pub use inventory as __inventory;
 pub use storage::{KeyPage, Storage, StorageError};

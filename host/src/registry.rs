@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::loader::{self, LoadReport};
+use storage_plugin_api::{Plugin, module_of};
+
 use crate::plugin::{AbiPlugin, PluginError, PluginInfo, PluginSource, StoragePlugin};
 
 /// Plugins by name, in-process ones and ones loaded from libraries alike.
@@ -19,8 +21,10 @@ impl StorageRegistry {
         Self::default()
     }
 
-    /// A registry holding the plugins linked into this build: `local`, plus
-    /// `supabase` and `redis` when their features are enabled.
+    /// A registry holding the plugins linked into this program as built-ins
+    /// ([`BuiltinPlugin`], submitted with [`builtin_plugin!`](crate::builtin_plugin)):
+    /// through the `p2p-ai-agents` facade, `local`, plus `supabase` and
+    /// `redis` with its `storage-supabase` and `storage-redis` features.
     pub fn with_defaults() -> Self {
         let mut r = Self::new();
         for plugin in builtin_plugins() {
@@ -110,19 +114,91 @@ impl std::fmt::Debug for StorageRegistry {
     }
 }
 
+/// A plugin linked into the program, offered by
+/// [`StorageRegistry::with_defaults`] (and so by `StorageManager::new()`).
+///
+/// This crate links no plugin: whoever assembles the product submits its
+/// built-ins with [`builtin_plugin!`](crate::builtin_plugin), once per plugin
+/// type, anywhere in a crate of the program (the `p2p-ai-agents` facade does
+/// it for `local` and its `storage-supabase` / `storage-redis` features, the
+/// `storage-host` program for its own). A plugin submitted by several crates
+/// of one program is registered once.
+pub struct BuiltinPlugin {
+    make: fn() -> AbiPlugin,
+}
+
+impl BuiltinPlugin {
+    /// The built-in record of plugin `P`; what [`builtin_plugin!`](crate::builtin_plugin) submits.
+    pub const fn of<P: Plugin>() -> Self {
+        Self {
+            make: builtin_of::<P>,
+        }
+    }
+}
+
+fn builtin_of<P: Plugin>() -> AbiPlugin {
+    AbiPlugin::new(module_of::<P>(), PluginSource::Builtin)
+}
+
+inventory::collect!(BuiltinPlugin);
+
+/// Links plugin type `$plugin` (a [`storage_plugin_api::Plugin`]) into the
+/// program as a built-in: [`StorageRegistry::with_defaults`], and so
+/// `StorageManager::new()`, offer it. Use it at item level, in any crate of
+/// the program:
+///
+/// ```
+/// storage_host::builtin_plugin!(storage_local::LocalPlugin);
+///
+/// let registry = storage_host::StorageRegistry::with_defaults();
+/// assert!(registry.get_plugin("local").is_some());
+/// ```
+#[macro_export]
+macro_rules! builtin_plugin {
+    ($plugin:ty) => {
+        $crate::__inventory::submit! {
+            $crate::registry::BuiltinPlugin::of::<$plugin>()
+        }
+    };
+}
+
+/// Every submitted built-in, by name (sorted), each name once.
 fn builtin_plugins() -> Vec<Arc<dyn StoragePlugin>> {
-    let builtin = |m| Arc::new(AbiPlugin::new(m, PluginSource::Builtin)) as Arc<dyn StoragePlugin>;
-    #[allow(unused_mut)]
-    let mut v = vec![builtin(storage_plugin_api::module_of::<
-        storage_local::LocalPlugin,
-    >())];
-    #[cfg(feature = "supabase")]
-    v.push(builtin(storage_plugin_api::module_of::<
-        storage_supabase::SupabasePlugin,
-    >()));
-    #[cfg(feature = "redis")]
-    v.push(builtin(storage_plugin_api::module_of::<
-        storage_redis::RedisPlugin,
-    >()));
-    v
+    let mut by_name: BTreeMap<String, Arc<dyn StoragePlugin>> = BTreeMap::new();
+    for builtin in inventory::iter::<BuiltinPlugin> {
+        let plugin = (builtin.make)();
+        match by_name.get(plugin.name()) {
+            // Submitted by several crates of the program: the same plugin.
+            Some(kept) if kept.version() == plugin.version() => {}
+            Some(kept) => tracing::warn!(
+                plugin = plugin.name(),
+                kept = kept.version(),
+                ignored = plugin.version(),
+                "two built-in plugins of one name are linked in; one is ignored"
+            ),
+            None => {
+                by_name.insert(plugin.name().to_string(), Arc::new(plugin));
+            }
+        }
+    }
+    by_name.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Two crates of one program linking the same plugin: both submit it.
+    crate::builtin_plugin!(storage_local::LocalPlugin);
+    crate::builtin_plugin!(storage_local::LocalPlugin);
+
+    #[test]
+    fn submitted_builtins_are_registered_once_each() {
+        assert_eq!(inventory::iter::<BuiltinPlugin>.into_iter().count(), 2);
+        let plugins = StorageRegistry::with_defaults().list_plugins();
+        let names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["local"]);
+        assert_eq!(plugins[0].source, PluginSource::Builtin);
+        assert!(StorageRegistry::new().list_plugins().is_empty());
+    }
 }

@@ -45,6 +45,9 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// which is also what lets backends be hot-swapped under traffic.
 ///
 /// ```
+/// // Whoever assembles the program links the built-ins (the facade does).
+/// storage_host::builtin_plugin!(storage_local::LocalPlugin);
+///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use storage_host::{BackendConfig, StorageConfig, StorageManager};

@@ -45,7 +45,7 @@ pub enum PluginError {
 pub enum PluginSource {
     /// Registered in-process with [`StorageRegistry::register_plugin`](crate::StorageRegistry::register_plugin).
     InProcess,
-    /// Linked into the host and registered by [`StorageRegistry::with_defaults`](crate::StorageRegistry::with_defaults).
+    /// Linked into the program ([`builtin_plugin!`](crate::builtin_plugin)) and registered by [`StorageRegistry::with_defaults`](crate::StorageRegistry::with_defaults).
     Builtin,
     /// Loaded from a dynamic library.
     Library {

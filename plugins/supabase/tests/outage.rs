@@ -18,6 +18,7 @@ use common::{
 use storage_host::plugin::AbiPlugin;
 use storage_host::{
     BackendConfig, PluginSource, StorageConfig, StorageError, StorageManager, StoragePolicy,
+    StorageRegistry,
 };
 use storage_supabase::SupabasePlugin;
 
@@ -50,8 +51,13 @@ async fn postgrest_down_is_retried_then_unavailable_then_recovers() {
             *r = retries;
         },
     );
-    // The default registry has the `local` plugin: fail over to it.
-    let m = StorageManager::new();
+    // The `local` plugin, linked in, to fail over to.
+    let m = StorageManager::with_registry(StorageRegistry::new());
+    m.register_plugin(Box::new(AbiPlugin::new(
+        storage_plugin_api::module_of::<storage_local::LocalPlugin>(),
+        PluginSource::Builtin,
+    )))
+    .unwrap();
     m.register_plugin(Box::new(AbiPlugin::new(
         storage_plugin_api::module_of::<SupabasePlugin>(),
         PluginSource::Builtin,

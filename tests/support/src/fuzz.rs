@@ -25,9 +25,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, Uri, header};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
-use storage_host::server::Host;
-use storage_host::server::config::{HostConfig, Secret};
-use storage_host::server::error::ErrorCode;
+use storage_host_cli::server::Host;
+use storage_host_cli::server::config::{HostConfig, Secret};
+use storage_host_cli::server::error::ErrorCode;
 use storage_plugin_api::ffi::PluginModRef;
 use storage_plugin_api::{Backend, ErrorKind, module_of};
 use tower::ServiceExt;
@@ -1178,7 +1178,7 @@ fn strict_decode(raw: &str, plus_is_space: bool) -> Option<String> {
 /// query is one the API accepts; `None` otherwise.
 fn expected_page(query: Option<&str>) -> Option<Value> {
     let mut prefix = String::new();
-    let mut limit = storage_host::server::DEFAULT_LIST_LIMIT;
+    let mut limit = storage_host_cli::server::DEFAULT_LIST_LIMIT;
     let mut after = None;
     let mut seen = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -1196,8 +1196,8 @@ fn expected_page(query: Option<&str>) -> Option<Value> {
         seen.push(name);
     }
     if limit == 0
-        || limit > storage_host::server::MAX_LIST_LIMIT
-        || storage_host::server::check_key(&prefix, "prefix").is_err()
+        || limit > storage_host_cli::server::MAX_LIST_LIMIT
+        || storage_host_cli::server::check_key(&prefix, "prefix").is_err()
     {
         return None;
     }
@@ -1294,7 +1294,7 @@ pub fn check_http_request(data: &[u8]) {
         let mut want = fixed_keys();
         let kv_key = path.strip_prefix("/v1/kv/").map(|raw| {
             strict_decode(raw, false)
-                .filter(|k| !k.is_empty() && storage_host::server::check_key(k, "key").is_ok())
+                .filter(|k| !k.is_empty() && storage_host_cli::server::check_key(k, "key").is_ok())
         });
         let mut changed = None;
         if authorized {

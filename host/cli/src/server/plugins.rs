@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::loader::LoadReport;
-use crate::watch::PluginEvent;
+use storage_host::loader::LoadReport;
+use storage_host::watch::PluginEvent;
 
 /// Events kept for `GET /v1/plugins`; older ones are dropped (they are in the log).
 const KEPT_EVENTS: usize = 256;

@@ -12,7 +12,7 @@
 //! `{ file = "PATH" }` instead of inline.
 //!
 //! ```
-//! use storage_host::server::config::HostConfig;
+//! use storage_host_cli::server::config::HostConfig;
 //!
 //! let config = HostConfig::from_toml_str(r#"
 //!     listen = "127.0.0.1:7070"
@@ -39,9 +39,9 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use toml::{Table, Value};
 
-use crate::config::{BackendConfig, StorageConfig};
-use crate::manager::DEFAULT_OP_TIMEOUT;
-use crate::policy::StoragePolicy;
+use storage_host::config::{BackendConfig, StorageConfig};
+use storage_host::manager::DEFAULT_OP_TIMEOUT;
+use storage_host::policy::StoragePolicy;
 
 /// The listen address when the config names none: loopback only, so a host
 /// started without thinking about it is not reachable from the network.
@@ -1502,7 +1502,7 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/storage-host.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/storage-host.toml");
         let c = HostConfig::from_file(&path).unwrap();
         assert_eq!(c.backends.len(), 2);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);

@@ -626,7 +626,7 @@ fn oversize_heads_and_other_errors_are_json() {
 
     let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
     let big = format!("x-big: {}\r\n", "b".repeat(20 * 1024));
-    let long_key = "k".repeat(storage_host::server::MAX_URI_BYTES);
+    let long_key = "k".repeat(storage_host_cli::server::MAX_URI_BYTES);
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (format!("GET /healthz HTTP/1.1\r\nhost: t\r\n{many}connection: close\r\n\r\n").into_bytes(), 431, "headers_too_large"),
         (format!("GET /healthz HTTP/1.1\r\nhost: t\r\n{big}connection: close\r\n\r\n").into_bytes(), 431, "headers_too_large"),

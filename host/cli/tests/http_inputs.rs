@@ -7,8 +7,8 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use proptest::prelude::*;
-use storage_host::server::Host;
-use storage_host::server::config::HostConfig;
+use storage_host_cli::server::Host;
+use storage_host_cli::server::config::HostConfig;
 use tower::ServiceExt;
 
 const CONFIG: &str = r#"

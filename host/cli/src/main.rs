@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use storage_host::loader::{self, LoadFailure};
 use storage_host::plugin::StoragePlugin;
-use storage_host::server::config::HostConfig;
-use storage_host::server::{self, Host};
 use storage_host::watch::WatchOptions;
 use storage_host::{StorageConfig, StorageManager, StorageRegistry};
+use storage_host_cli::server::config::HostConfig;
+use storage_host_cli::server::{self, Host};
 
 #[derive(Parser)]
 #[command(name = "storage-host", version, about = "Storage plugin host")]

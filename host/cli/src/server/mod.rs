@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use storage_host::server::{self, config::HostConfig};
+//! use storage_host_cli::server::{self, config::HostConfig};
 //!
 //! let config = HostConfig::from_file("storage-host.toml".as_ref())?;
 //! server::serve(config, server::shutdown_signal()).await?;
@@ -35,11 +35,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::error::ManagerError;
-use crate::manager::StorageManager;
-use crate::plugin::PluginError;
-use crate::registry::StorageRegistry;
-use crate::watch::WatchOptions;
 use config::{HostConfig, TokenSource};
 pub use listen::RESERVED_DESCRIPTORS;
 use plugins::PluginLog;
@@ -47,6 +42,11 @@ pub use routes::{
     DEFAULT_LIST_LIMIT, MAX_HEADER_BYTES, MAX_HEADERS, MAX_KEY_BYTES, MAX_LIST_LIMIT,
     MAX_URI_BYTES, check_key, percent_decode_strict,
 };
+use storage_host::error::ManagerError;
+use storage_host::manager::StorageManager;
+use storage_host::plugin::PluginError;
+use storage_host::registry::StorageRegistry;
+use storage_host::watch::WatchOptions;
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]

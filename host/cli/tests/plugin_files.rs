@@ -14,8 +14,8 @@ use serde_json::Value;
 use storage_host::StorageConfig;
 use storage_host::loader::{self, PRIVATE_DIR_PREFIX};
 use storage_host::plugin::{PluginSource, StoragePlugin};
-use storage_host::server::Host;
-use storage_host::server::config::HostConfig;
+use storage_host_cli::server::Host;
+use storage_host_cli::server::config::HostConfig;
 use storage_test_support::{TempDir, plugin_library};
 use tower::ServiceExt;
 

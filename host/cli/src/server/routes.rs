@@ -21,10 +21,10 @@ use super::auth;
 use super::config::Secret;
 use super::error::{ApiError, ErrorCode};
 use super::plugins::PluginLog;
-use crate::health::Health;
-use crate::manager::StorageManager;
-use crate::plugin::PluginSource;
-use crate::policy::StoragePolicy;
+use storage_host::health::Health;
+use storage_host::manager::StorageManager;
+use storage_host::plugin::PluginSource;
+use storage_host::policy::StoragePolicy;
 
 /// The longest key the API accepts, in bytes of UTF-8 (the durable local
 /// store's limit; other backends may have lower ones and answer `invalid_input`).
@@ -34,7 +34,7 @@ pub const MAX_KEY_BYTES: usize = 4 * 1024;
 pub const DEFAULT_LIST_LIMIT: usize = 1000;
 
 /// The largest `limit` of `GET /v1/kv`: the manager's page bound.
-pub const MAX_LIST_LIMIT: usize = crate::manager::MAX_LIST_PAGE;
+pub const MAX_LIST_LIMIT: usize = storage_host::manager::MAX_LIST_PAGE;
 
 /// The most request headers the API takes; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
@@ -148,7 +148,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// A key as shown in messages: the manager's own rendering (quoted, cut short when long).
 fn show(key: &str) -> String {
-    crate::error::KeyRef::new(key).to_string()
+    storage_host::error::KeyRef::new(key).to_string()
 }
 
 /// Checks a key (or a list prefix, which may be empty). Control characters

@@ -1058,12 +1058,12 @@ fn plugins_subcommands_still_work() {
 /// backends (the local plugin loaded from a plugins directory, memory and
 /// durable) driven through the manager directly, with as many concurrent
 /// tasks as the load generator has connections. Release mode only:
-/// `cargo test --release -p storage-host --test serve -- --ignored --nocapture in_process`
+/// `cargo test --release -p storage-host-cli --test serve -- --ignored --nocapture in_process`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test: run it in release mode"]
 async fn in_process_throughput() {
-    use storage_host::server::Host;
-    use storage_host::server::config::HostConfig;
+    use storage_host_cli::server::Host;
+    use storage_host_cli::server::config::HostConfig;
 
     const TASKS: usize = 32;
     const KEYS: usize = 1000;

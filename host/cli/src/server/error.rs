@@ -16,8 +16,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::{BackendFailure, ManagerError};
-use crate::storage::StorageError;
+use storage_host::error::{BackendFailure, ManagerError};
+use storage_host::storage::StorageError;
 
 /// The stable error codes of the HTTP API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +258,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::KeyRef;
+    use storage_host::error::KeyRef;
 
     #[test]
     fn manager_errors_map_to_codes() {

@@ -3,18 +3,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use storage_test_support::{
-    TempDir, cargo_build, plugin_library, profile, target_dir, workspace_root,
-};
+use storage_test_support::{TempDir, plugin_library};
 
 fn storage_host() -> PathBuf {
-    cargo_build(
-        &workspace_root().join("Cargo.toml"),
-        &["-p", "storage-host", "--bin", "storage-host"],
-    );
-    target_dir()
-        .join(profile())
-        .join(format!("storage-host{}", std::env::consts::EXE_SUFFIX))
+    PathBuf::from(env!("CARGO_BIN_EXE_storage-host"))
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {
