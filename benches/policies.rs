@@ -5,7 +5,10 @@
 //! - `prefer_cache_hit`: PreferCache get answered by the cache;
 //! - `prefer_cache_miss`: PreferCache get of a key only the primary has
 //!   (read the primary, fill the cache); fresh keys every round;
-//! - `round_robin_get` / `round_robin_put`: RoundRobin over three replicas.
+//! - `round_robin_get` / `round_robin_put`: RoundRobin over three replicas;
+//! - `manager_get_linked` / `manager_get_dylib`: a get through the default
+//!   policy and one backend, the plugin linked in or loaded from its
+//!   library: what every get pays for routing, metrics and the boundary.
 //!
 //! Each round times every scenario once and prints `scenario ns_per_op`.
 //! `scripts/bench-policies.sh OLD_REV` builds this file at OLD_REV too and
@@ -41,13 +44,25 @@ impl Rng {
 }
 
 async fn manager(backends: &[&str]) -> StorageManager {
+    manager_from(backends, false).await
+}
+
+/// A manager over local memory backends, the plugin linked in or (`dylib`)
+/// loaded from its library.
+async fn manager_from(backends: &[&str], dylib: bool) -> StorageManager {
     let mut registry = StorageRegistry::new();
-    registry
-        .register_arc(Arc::new(AbiPlugin::new(
-            module_of::<storage_local::LocalPlugin>(),
-            PluginSource::Builtin,
-        )))
-        .unwrap();
+    if dylib {
+        let lib =
+            storage_test_support::plugin_library("storage-local-plugin", "storage_local_plugin");
+        registry.load_plugin(lib).unwrap();
+    } else {
+        registry
+            .register_arc(Arc::new(AbiPlugin::new(
+                module_of::<storage_local::LocalPlugin>(),
+                PluginSource::Builtin,
+            )))
+            .unwrap();
+    }
     let m = StorageManager::with_registry(registry);
     for (i, b) in backends.iter().enumerate() {
         m.add_backend(BackendConfig {
@@ -127,6 +142,13 @@ fn main() {
         }
         rr.set_policy(StoragePolicy::RoundRobin(names(&["a", "b", "c"])));
 
+        let single_keys: Vec<String> = (0..KEYS).map(|i| format!("one-{i:05}")).collect();
+        let linked = manager_from(&["mem"], false).await;
+        let dylib = manager_from(&["mem"], true).await;
+        for m in [&linked, &dylib] {
+            time_puts(m, &single_keys).await;
+        }
+
         for round in 0..rounds.max(1) as u64 {
             let hit = time_gets(&cache, &keys("hot", round + 1)).await;
             // Fresh keys only the primary has: every get misses and fills.
@@ -140,8 +162,11 @@ fn main() {
             let miss = time_gets(&cache, &fresh).await;
             let rr_get = time_gets(&rr, &keys("rr", round + 7)).await;
             let rr_put = time_puts(&rr, &keys("rr", round + 13)).await;
+            let get_linked = time_gets(&linked, &keys("one", round + 17)).await;
+            let get_dylib = time_gets(&dylib, &keys("one", round + 19)).await;
             if rounds == 0 {
                 assert!(hit > 0.0 && miss > 0.0 && rr_get > 0.0 && rr_put > 0.0);
+                assert!(get_linked > 0.0 && get_dylib > 0.0);
                 println!("policies bench: ok (run with `cargo bench --bench policies`)");
                 break;
             }
@@ -149,6 +174,8 @@ fn main() {
             println!("prefer_cache_miss {miss:.1}");
             println!("round_robin_get {rr_get:.1}");
             println!("round_robin_put {rr_put:.1}");
+            println!("manager_get_linked {get_linked:.1}");
+            println!("manager_get_dylib {get_dylib:.1}");
         }
     });
 }
