@@ -191,7 +191,7 @@ pub mod supabase {
     }
 
     /// The configuration of a backend on the local stack's `public.storage`
-    /// table, with the service-role key (checked reachable, see [`url`]).
+    /// table, with the service-role key (checked reachable, see [`url()`]).
     pub fn local_config(timeout: u64, max_retries: u32) -> storage_host::StorageConfig {
         storage_host::StorageConfig::Supabase {
             url: url(),
