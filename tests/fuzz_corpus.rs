@@ -6,7 +6,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use storage_test_support::fuzz::{Check, TARGETS};
+use storage_fuzz_checks::{Check, TARGETS};
 
 fn replay(target: &str, check: Check) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,4 +1,4 @@
 #![no_main]
 
-// The property: storage_test_support::fuzz::check_plugin_config.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| storage_test_support::fuzz::check_plugin_config(data));
+// The property: storage_fuzz_checks::check_plugin_config.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| storage_fuzz_checks::check_plugin_config(data));

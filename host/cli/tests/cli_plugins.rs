@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use storage_test_support::{TempDir, plugin_library};
+use storage_test_support::{TempDir, library_file_name, plugin_library};
+
+mod common;
+
+use common::{BIN, plugins_dir};
 
 fn storage_host() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_storage-host"))
@@ -130,4 +134,28 @@ fn list_shows_which_file_provides_a_plugin_name() {
             && shadowed[0].contains("liba.so"),
         "{out}"
     );
+}
+
+#[test]
+fn plugins_subcommands_still_work() {
+    let root = TempDir::new("serve-plugins-cli");
+    let dir = plugins_dir(root.path());
+    let out = Command::new(BIN)
+        .args(["plugins", "list"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("local 0.1.0"));
+    let out = Command::new(BIN)
+        .args(["plugins", "inspect"])
+        .arg(dir.join(library_file_name("storage_local_plugin")))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name:        local"));
 }

@@ -66,7 +66,7 @@ fn path_segment() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// The HTTP fuzz target's oracle (`storage_test_support::fuzz`) under
+    /// The HTTP fuzz target's oracle (`storage_fuzz_checks`) under
     /// generated paths and queries full of escapes, broken ones included:
     /// a key or query with a `%` not followed by two hex digits, or escapes
     /// that are not UTF-8, is a 400 with the JSON error; every other is
@@ -87,7 +87,7 @@ proptest! {
         data.extend_from_slice(segment.as_bytes());
         data.push(0xFF);
         data.extend_from_slice(&body);
-        storage_test_support::fuzz::check_http_request(&data);
+        storage_fuzz_checks::check_http_request(&data);
     }
 
 }

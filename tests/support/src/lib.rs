@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-pub mod fuzz;
 pub mod history;
 
 /// The workspace root.
@@ -192,7 +191,7 @@ pub mod supabase {
     }
 
     /// The configuration of a backend on the local stack's `public.storage`
-    /// table, with the service-role key (checked reachable, see [`url`]).
+    /// table, with the service-role key (checked reachable, see [`url()`]).
     pub fn local_config(timeout: u64, max_retries: u32) -> storage_host::StorageConfig {
         storage_host::StorageConfig::Supabase {
             url: url(),
