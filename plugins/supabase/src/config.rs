@@ -202,37 +202,11 @@ fn check_identifier(field: &str, value: &str) -> Result<(), Error> {
     }
 }
 
-/// Hides the password of `scheme://user:password@host` (nobody should put one
-/// in a Supabase URL, but if they do it must not reach a log).
-///
-/// The URL parser reqwest uses decides where credentials are: it also finds
-/// them where a search for `://` does not (`http:///u:p@h`, `https:u:p@h`,
-/// `https:\\u:p@h` all carry the password `p`; found by fuzzing). Text that
-/// does not parse is redacted up to its last `@` before the path.
-pub(crate) fn redact_userinfo(url: &str) -> String {
-    if let Ok(mut parsed) = Url::parse(url.trim()) {
-        if parsed.username().is_empty() && parsed.password().is_none() {
-            return url.to_string();
-        }
-        let scheme_end = parsed.scheme().len();
-        if parsed.set_username("").is_ok() && parsed.set_password(None).is_ok() {
-            let s = parsed.as_str();
-            if s[scheme_end..].starts_with("://") {
-                let (head, tail) = s.split_at(scheme_end + 3);
-                return format!("{head}<redacted>@{tail}");
-            }
-        }
-        return format!("{}://<redacted>", parsed.scheme());
-    }
-    if let Some(colon) = url.find(':') {
-        let rest = url[colon + 1..].trim_start_matches(['/', '\\']);
-        let authority_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://<redacted>@{}", &url[..colon], &rest[at + 1..]);
-        }
-    }
-    url.to_string()
-}
+/// Hides the credentials of `scheme://user:password@host` (nobody should put
+/// them in a Supabase URL, but if they do they must not reach a log): the
+/// redactor the host and every plugin share, which finds credentials where
+/// the URL parser reqwest uses finds them (`http:///u:p@h`, `https:u:p@h`).
+pub(crate) use storage_plugin_api::redact_url as redact_userinfo;
 
 #[cfg(test)]
 mod tests {
