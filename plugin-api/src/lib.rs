@@ -34,12 +34,14 @@ mod export;
 // Hidden from the documentation, and no part of the plugin author's API.
 #[doc(hidden)]
 pub mod ffi;
+mod key;
 mod page;
 mod plugin;
 mod secret;
 
 pub use error::{Error, ErrorKind};
 pub use export::{module_of, panic_message};
+pub use key::ShownKey;
 pub use page::KeyPage;
 pub use plugin::{Backend, Plugin};
 pub use secret::{Secret, is_secret_param, redact_url};
