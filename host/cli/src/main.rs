@@ -228,7 +228,7 @@ fn one_shot(path: &Path, op: OneShot) -> Result<ExitCode, ExitCode> {
                     ExitCode::SUCCESS
                 }
                 None => {
-                    eprintln!("not found: {key:?}");
+                    eprintln!("not found: {}", storage_plugin_api::ShownKey::new(&key));
                     ExitCode::from(1)
                 }
             }),
