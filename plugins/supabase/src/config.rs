@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
-use storage_plugin_api::Error;
+use storage_plugin_api::{Error, redact_url};
 
 pub use storage_plugin_api::Secret;
 
@@ -73,7 +73,7 @@ fn default_max_retries() -> u32 {
 impl fmt::Debug for SupabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SupabaseConfig")
-            .field("url", &redact_userinfo(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("anon_key", &self.anon_key)
             .field("service_role_key", &self.service_role_key)
             .field("schema", &self.schema)
@@ -133,7 +133,7 @@ impl SupabaseConfig {
 
     /// `{url}/rest/v1/`, parsed: the base of every request.
     pub fn rest_base(&self) -> Result<Url, Error> {
-        let shown = redact_userinfo(&self.url);
+        let shown = redact_url(&self.url);
         let mut url = Url::parse(self.url.trim()).map_err(|e| {
             Error::invalid_config(format!(
                 "supabase: `url` '{shown}' is not a URL ({e}); give the project URL, e.g. https://xyz.supabase.co"
@@ -201,12 +201,6 @@ fn check_identifier(field: &str, value: &str) -> Result<(), Error> {
         )))
     }
 }
-
-/// Hides the credentials of `scheme://user:password@host` (nobody should put
-/// them in a Supabase URL, but if they do they must not reach a log): the
-/// redactor the host and every plugin share, which finds credentials where
-/// the URL parser reqwest uses finds them (`http:///u:p@h`, `https:u:p@h`).
-pub(crate) use storage_plugin_api::redact_url as redact_userinfo;
 
 #[cfg(test)]
 mod tests {
@@ -332,6 +326,17 @@ mod tests {
             "{s}"
         );
         assert_eq!(c.api_key().to_string(), "<redacted>");
+        // Credentials where a search for `://` does not find them.
+        for url in [
+            "http:///u:hunter2@h",
+            "https:u:hunter2@h",
+            "https:\\\\u:hunter2@h",
+        ] {
+            c.url = url.into();
+            let e = c.validate().unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{url}: {e}");
+            assert!(!format!("{c:?}").contains("hunter2"), "{url}");
+        }
         assert_eq!(c.api_key_name(), "service_role_key");
     }
 }
