@@ -117,24 +117,9 @@ pub(crate) fn is_secret_field(name: &str) -> bool {
     .any(|s| name.contains(s))
 }
 
-/// Hides the password of a `scheme://user:password@host` URL.
-pub fn redact_url(s: &str) -> String {
-    if let Some(scheme_end) = s.find("://") {
-        let rest = &s[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let hidden = if userinfo.contains(':') || !user.is_empty() {
-                format!("{user}:<redacted>")
-            } else {
-                String::new()
-            };
-            return format!("{}://{hidden}@{}", &s[..scheme_end], &rest[at + 1..]);
-        }
-    }
-    s.to_string()
-}
+/// Hides the credentials of a URL: the one redactor the host and the plugins
+/// share (see [`storage_plugin_api::redact_url`]).
+pub use storage_plugin_api::redact_url;
 
 impl fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -229,5 +214,15 @@ mod tests {
         assert_eq!(redact_url("redis://u:pw@h"), "redis://u:<redacted>@h");
         assert_eq!(redact_url("https://h/a@b"), "https://h/a@b");
         assert_eq!(redact_url("plain"), "plain");
+        // A search for `://` missed these credentials; the URL parser finds them.
+        assert_eq!(redact_url("http:///u:pw@h"), "http://u:<redacted>@h/");
+        let s = format!(
+            "{:?}",
+            StorageConfig::Custom {
+                plugin_name: "x".into(),
+                config: json!({"endpoint": "http:///u:hunter2@h"}),
+            }
+        );
+        assert!(!s.contains("hunter2"), "{s}");
     }
 }

@@ -34,30 +34,21 @@ impl fmt::Display for Failures<'_> {
     }
 }
 
-/// A key as shown in messages: quoted, and cut short when very long.
+/// A key an error is about. Shown as every message shows a key
+/// ([`storage_plugin_api::ShownKey`]): quoted, and cut short when very long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRef(pub String);
 
 impl KeyRef {
-    /// `key` as shown in a message: whole up to 120 bytes, cut there beyond
-    /// (its length in bytes follows).
+    /// The key `key`.
     pub fn new(key: &str) -> Self {
-        const MAX: usize = 120;
-        if key.len() <= MAX {
-            KeyRef(key.to_string())
-        } else {
-            let mut end = MAX;
-            while !key.is_char_boundary(end) {
-                end -= 1;
-            }
-            KeyRef(format!("{}… ({} bytes)", &key[..end], key.len()))
-        }
+        KeyRef(key.to_string())
     }
 }
 
 impl fmt::Display for KeyRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
+        storage_plugin_api::ShownKey::new(&self.0).fmt(f)
     }
 }
 

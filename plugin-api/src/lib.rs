@@ -34,15 +34,17 @@ mod export;
 // Hidden from the documentation, and no part of the plugin author's API.
 #[doc(hidden)]
 pub mod ffi;
+mod key;
 mod page;
 mod plugin;
 mod secret;
 
 pub use error::{Error, ErrorKind};
 pub use export::{module_of, panic_message};
+pub use key::ShownKey;
 pub use page::KeyPage;
 pub use plugin::{Backend, Plugin};
-pub use secret::Secret;
+pub use secret::{Secret, is_secret_param, redact_url};
 
 /// The version of this crate, recorded in every plugin built against it.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -228,7 +228,7 @@ fn one_shot(path: &Path, op: OneShot) -> Result<ExitCode, ExitCode> {
                     ExitCode::SUCCESS
                 }
                 None => {
-                    eprintln!("not found: {key:?}");
+                    eprintln!("not found: {}", storage_plugin_api::ShownKey::new(&key));
                     ExitCode::from(1)
                 }
             }),
@@ -308,11 +308,13 @@ fn list(dir: &std::path::Path, verbose: bool) -> ExitCode {
     match loader::load_dir(dir) {
         Ok((_, report)) => {
             for (path, info) in &report.loaded {
+                let line = loader::ReportLine::Loaded {
+                    plugin: &info.name,
+                    version: &info.version,
+                    file: path,
+                };
                 println!(
-                    "loaded    {}  {} {} (plugin-api {}): {}",
-                    path.display(),
-                    info.name,
-                    info.version,
+                    "{line} (plugin-api {}): {}",
                     info.api_version.as_deref().unwrap_or("?"),
                     info.description
                 );
@@ -324,7 +326,11 @@ fn list(dir: &std::path::Path, verbose: bool) -> ExitCode {
                 .iter()
                 .partition(|r| matches!(r.error.reason, LoadFailure::Shadowed { .. }));
             for r in &shadowed {
-                println!("shadowed  {}  {}", r.path.display(), r.error.reason);
+                let line = loader::ReportLine::Shadowed {
+                    file: &r.path,
+                    reason: &r.error.reason,
+                };
+                println!("{line}");
             }
             for r in &rejected {
                 print_error(&r.error, verbose);

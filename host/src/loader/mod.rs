@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime};
 pub use library::is_library_file;
 use library::load_module;
 pub use private::{PRIVATE_DIR_PREFIX, private_dir_path, remove_private_dir};
-pub use report::{LoadReport, Rejection};
+pub use report::{LoadReport, Rejection, ReportLine};
 
 use storage_plugin_api::ffi::PluginModRef;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub(crate) use histogram::Histogram;
 pub use histogram::{BUCKET_BOUNDS_US, LatencySnapshot};
+pub use prometheus::escape_label_value;
 
 /// Stripes per counter: threads bump different cache lines, so a counter
 /// shared by every operation does not serialize the cores on one line.

@@ -4,7 +4,10 @@ use std::fmt::Write;
 
 use super::{BUCKET_BOUNDS_US, StorageMetrics};
 
-fn escape(label: &str) -> String {
+/// `label` escaped for a Prometheus label value (text format 0.0.4): `\`,
+/// `"` and newline are backslash-escaped. The one escaper of the host: the
+/// program's `/metrics` uses it for the labels it adds.
+pub fn escape_label_value(label: &str) -> String {
     label
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -84,7 +87,7 @@ pub(super) fn render(m: &StorageMetrics) -> String {
         let _ = writeln!(
             out,
             "storage_backend_operations_total{{backend=\"{}\"}} {}",
-            escape(n),
+            escape_label_value(n),
             m.backend_operations[*n]
         );
     }
@@ -94,7 +97,7 @@ pub(super) fn render(m: &StorageMetrics) -> String {
         let _ = writeln!(
             out,
             "storage_backend_errors_total{{backend=\"{}\"}} {errors}",
-            escape(n)
+            escape_label_value(n)
         );
     }
     out.push_str("# HELP storage_backend_latency_seconds Latency of attempts per backend.\n# TYPE storage_backend_latency_seconds histogram\n");
@@ -102,7 +105,7 @@ pub(super) fn render(m: &StorageMetrics) -> String {
         let Some(h) = m.backend_latency.get(*n) else {
             continue;
         };
-        let label = escape(n);
+        let label = escape_label_value(n);
         let mut cumulative = 0;
         for (i, c) in h.counts.iter().enumerate() {
             cumulative += c;
@@ -126,4 +129,13 @@ pub(super) fn render(m: &StorageMetrics) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(super::escape_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(super::escape_label_value("plain"), "plain");
+    }
 }

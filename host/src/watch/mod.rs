@@ -30,7 +30,9 @@ use std::time::Duration;
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer, notify};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::loader::{self, Digest, FileStamp, LoadError, LoadFailure, LoadReport, Rejection};
+use crate::loader::{
+    self, Digest, FileStamp, LoadError, LoadFailure, LoadReport, Rejection, ReportLine,
+};
 use crate::manager::StorageManager;
 use crate::plugin::{PluginError, PluginInfo, StoragePlugin};
 
@@ -118,9 +120,12 @@ impl fmt::Display for PluginEvent {
                 plugin,
                 version,
                 file,
-            } => {
-                write!(f, "loaded   {plugin} {version} from {}", file.display())
+            } => ReportLine::Loaded {
+                plugin,
+                version,
+                file,
             }
+            .fmt(f),
             PluginEvent::Swapped {
                 plugin,
                 from,
@@ -134,9 +139,7 @@ impl fmt::Display for PluginEvent {
                 file.display(),
                 backends.join(", ")
             ),
-            PluginEvent::Rejected { file, reason } => {
-                write!(f, "rejected {}: {reason}", file.display())
-            }
+            PluginEvent::Rejected { file, reason } => ReportLine::Rejected { file, reason }.fmt(f),
             PluginEvent::NotYetStable { file } => write!(
                 f,
                 "waiting  {}: still being written; loaded once it stops changing",

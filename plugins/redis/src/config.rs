@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
-use storage_plugin_api::Error;
+use storage_plugin_api::{Error, is_secret_param};
 
 use crate::limits::MAX_KEY_PREFIX_LEN;
 
@@ -243,38 +243,14 @@ impl Secrets {
     }
 }
 
-fn is_secret_param(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name == "pass" || name.contains("password") || name.contains("token") || name.contains("secret")
-}
-
 /// `url` with the password (userinfo or a `pass` query parameter) replaced
-/// by `<redacted>`. A URL that does not parse is not shown at all.
+/// by `<redacted>` ([`storage_plugin_api::redact_url`]). A URL that does not
+/// parse is not shown at all: it cannot be redacted reliably.
 pub fn redact_url(url: &str) -> String {
-    const MARK: &str = "REDACTEDxPASSWORD";
-    let Ok(mut parsed) = url::Url::parse(url) else {
+    if url::Url::parse(url).is_err() {
         return "<unparseable URL, not shown>".to_string();
-    };
-    if parsed.password().is_some() {
-        // Only fails for URLs that cannot have credentials, which a URL with
-        // a password is not.
-        let _ = parsed.set_password(Some(MARK));
     }
-    if parsed.query_pairs().any(|(k, _)| is_secret_param(&k)) {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if is_secret_param(&k) {
-                    MARK.to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string().replace(MARK, "<redacted>")
+    storage_plugin_api::redact_url(url)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use redis::{ErrorKind as RedisKind, RedisError, ServerErrorKind};
-use storage_plugin_api::{Error, ErrorKind};
+use storage_plugin_api::{Error, ErrorKind, ShownKey};
 
 /// What an error means for retries and routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +77,9 @@ impl Context<'_> {
     fn what(&self) -> String {
         match self.key {
             Some(k) if self.op == "list" => {
-                format!("{} of keys starting with {}", self.op, quoted(k))
+                format!("{} of keys starting with {}", self.op, ShownKey::new(k))
             }
-            Some(k) => format!("{} of key {}", self.op, quoted(k)),
+            Some(k) => format!("{} of key {}", self.op, ShownKey::new(k)),
             None => self.op.to_string(),
         }
     }
@@ -91,20 +91,6 @@ impl Context<'_> {
             String::new()
         }
     }
-}
-
-/// A key as shown in messages: quoted (escaped like a Rust string), cut
-/// short when very long.
-pub(crate) fn quoted(key: &str) -> String {
-    const MAX: usize = 120;
-    if key.len() <= MAX {
-        return format!("{key:?}");
-    }
-    let mut end = MAX;
-    while !key.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}… ({} bytes)", &key[..end], key.len())
 }
 
 /// The plugin error for `e`, raised while doing `ctx`. `shown` is `e`'s text

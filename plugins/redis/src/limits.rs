@@ -20,9 +20,7 @@
 //! host drops any older cached copy of the key). `key_prefix` is bounded
 //! separately ([`MAX_KEY_PREFIX_LEN`]), so a Redis key is at most 5 KiB.
 
-use storage_plugin_api::Error;
-
-use crate::error::quoted;
+use storage_plugin_api::{Error, ShownKey};
 
 /// The longest key the backend accepts, in bytes of UTF-8 (4 KiB), not
 /// counting the configured `key_prefix`.
@@ -44,9 +42,9 @@ pub const MAX_KEY_PREFIX_LEN: usize = 1024;
 pub(crate) fn check_key(op: &'static str, key: &str) -> Result<(), Error> {
     if key.len() > MAX_KEY_LEN {
         let what = if op == "list" {
-            format!("list of keys starting with {}", quoted(key))
+            format!("list of keys starting with {}", ShownKey::new(key))
         } else {
-            format!("{op} of key {}", quoted(key))
+            format!("{op} of key {}", ShownKey::new(key))
         };
         let noun = if op == "list" { "prefix" } else { "key" };
         return Err(Error::invalid_input(format!(
@@ -63,7 +61,7 @@ pub(crate) fn check_value(key: &str, len: usize) -> Result<(), Error> {
     if len > MAX_VALUE_LEN {
         return Err(Error::invalid_input(format!(
             "redis: put of key {} refused before sending: the value is {len} bytes and this backend accepts values of at most {MAX_VALUE_LEN} bytes (64 MiB); keep values this large in another backend, or split them over several keys",
-            quoted(key)
+            ShownKey::new(key)
         )));
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
-use storage_plugin_api::Error;
+use storage_plugin_api::{Error, redact_url};
 
 pub use storage_plugin_api::Secret;
 
@@ -73,7 +73,7 @@ fn default_max_retries() -> u32 {
 impl fmt::Debug for SupabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SupabaseConfig")
-            .field("url", &redact_userinfo(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("anon_key", &self.anon_key)
             .field("service_role_key", &self.service_role_key)
             .field("schema", &self.schema)
@@ -133,7 +133,7 @@ impl SupabaseConfig {
 
     /// `{url}/rest/v1/`, parsed: the base of every request.
     pub fn rest_base(&self) -> Result<Url, Error> {
-        let shown = redact_userinfo(&self.url);
+        let shown = redact_url(&self.url);
         let mut url = Url::parse(self.url.trim()).map_err(|e| {
             Error::invalid_config(format!(
                 "supabase: `url` '{shown}' is not a URL ({e}); give the project URL, e.g. https://xyz.supabase.co"
@@ -200,38 +200,6 @@ fn check_identifier(field: &str, value: &str) -> Result<(), Error> {
             value.escape_debug()
         )))
     }
-}
-
-/// Hides the password of `scheme://user:password@host` (nobody should put one
-/// in a Supabase URL, but if they do it must not reach a log).
-///
-/// The URL parser reqwest uses decides where credentials are: it also finds
-/// them where a search for `://` does not (`http:///u:p@h`, `https:u:p@h`,
-/// `https:\\u:p@h` all carry the password `p`; found by fuzzing). Text that
-/// does not parse is redacted up to its last `@` before the path.
-pub(crate) fn redact_userinfo(url: &str) -> String {
-    if let Ok(mut parsed) = Url::parse(url.trim()) {
-        if parsed.username().is_empty() && parsed.password().is_none() {
-            return url.to_string();
-        }
-        let scheme_end = parsed.scheme().len();
-        if parsed.set_username("").is_ok() && parsed.set_password(None).is_ok() {
-            let s = parsed.as_str();
-            if s[scheme_end..].starts_with("://") {
-                let (head, tail) = s.split_at(scheme_end + 3);
-                return format!("{head}<redacted>@{tail}");
-            }
-        }
-        return format!("{}://<redacted>", parsed.scheme());
-    }
-    if let Some(colon) = url.find(':') {
-        let rest = url[colon + 1..].trim_start_matches(['/', '\\']);
-        let authority_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://<redacted>@{}", &url[..colon], &rest[at + 1..]);
-        }
-    }
-    url.to_string()
 }
 
 #[cfg(test)]
@@ -358,6 +326,17 @@ mod tests {
             "{s}"
         );
         assert_eq!(c.api_key().to_string(), "<redacted>");
+        // Credentials where a search for `://` does not find them.
+        for url in [
+            "http:///u:hunter2@h",
+            "https:u:hunter2@h",
+            "https:\\\\u:hunter2@h",
+        ] {
+            c.url = url.into();
+            let e = c.validate().unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{url}: {e}");
+            assert!(!format!("{c:?}").contains("hunter2"), "{url}");
+        }
         assert_eq!(c.api_key_name(), "service_role_key");
     }
 }

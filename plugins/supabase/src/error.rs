@@ -56,16 +56,10 @@ impl fmt::Display for Op {
 pub struct KeyRef(Box<str>);
 
 impl KeyRef {
-    /// Renders `key` for a message.
+    /// Renders `key` for a message, as every message shows a key
+    /// ([`storage_plugin_api::ShownKey`]).
     pub fn new(key: &str) -> Self {
-        const MAX_CHARS: usize = 100;
-        let count = key.chars().count();
-        if count <= MAX_CHARS {
-            KeyRef(format!("{key:?}").into())
-        } else {
-            let head: String = key.chars().take(MAX_CHARS).collect();
-            KeyRef(format!("{head:?}… ({} bytes)", key.len()).into())
-        }
+        KeyRef(storage_plugin_api::ShownKey::new(key).to_string().into())
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use storage_host::loader::LoadReport;
+use storage_host::loader::{LoadReport, ReportLine};
 use storage_host::watch::PluginEvent;
 
 /// Events kept for `GET /v1/plugins`; older ones are dropped (they are in the log).
@@ -86,12 +86,12 @@ impl PluginLog {
                 from_version: None,
                 backends: Vec::new(),
                 reason: None,
-                message: format!(
-                    "loaded   {} {} from {}",
-                    info.name,
-                    info.version,
-                    path.display()
-                ),
+                message: ReportLine::Loaded {
+                    plugin: &info.name,
+                    version: &info.version,
+                    file: path,
+                }
+                .to_string(),
             });
         }
         for r in &report.rejected {
@@ -112,7 +112,11 @@ impl PluginLog {
                 version: None,
                 from_version: None,
                 backends: Vec::new(),
-                message: format!("rejected {}: {reason}", r.path.display()),
+                message: ReportLine::Rejected {
+                    file: &r.path,
+                    reason: &reason,
+                }
+                .to_string(),
                 reason: Some(reason),
             });
         }

@@ -23,6 +23,7 @@ use super::error::{ApiError, ErrorCode};
 use super::plugins::PluginLog;
 use storage_host::health::Health;
 use storage_host::manager::StorageManager;
+use storage_host::metrics::escape_label_value;
 use storage_host::plugin::PluginSource;
 use storage_host::policy::StoragePolicy;
 
@@ -540,8 +541,8 @@ async fn metrics(State(s): Shared) -> Response {
         let _ = writeln!(
             text,
             "storage_backend_up{{backend=\"{}\",plugin_version=\"{}\"}} {up}",
-            escape(&b.name),
-            escape(&b.plugin_version)
+            escape_label_value(&b.name),
+            escape_label_value(&b.plugin_version)
         );
     }
     text.push_str("# HELP storage_plugin_info A loaded plugin and its version.\n# TYPE storage_plugin_info gauge\n");
@@ -549,8 +550,8 @@ async fn metrics(State(s): Shared) -> Response {
         let _ = writeln!(
             text,
             "storage_plugin_info{{plugin=\"{}\",version=\"{}\"}} 1",
-            escape(&p.name),
-            escape(&p.version)
+            escape_label_value(&p.name),
+            escape_label_value(&p.version)
         );
     }
     let (rejected, _) = s.plugins.snapshot();
@@ -564,13 +565,6 @@ async fn metrics(State(s): Shared) -> Response {
         text,
     )
         .into_response()
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// 200 while at least one enabled backend can be routed to, 503 otherwise.

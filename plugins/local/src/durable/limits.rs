@@ -7,7 +7,7 @@
 //! generous for a key-value store of agent data and keep a single request from
 //! monopolising memory or a commit.
 
-use storage_plugin_api::Error;
+use storage_plugin_api::{Error, ShownKey};
 
 /// The longest key the durable store accepts, in bytes of UTF-8 (4 KiB).
 pub const MAX_KEY_LEN: usize = 4 * 1024;
@@ -15,27 +15,12 @@ pub const MAX_KEY_LEN: usize = 4 * 1024;
 /// The largest value the durable store accepts, in bytes (64 MiB).
 pub const MAX_VALUE_LEN: usize = 64 * 1024 * 1024;
 
-/// A key as shown in messages: quoted and cut short, so a 4 KiB key does not
-/// flood a log line.
-pub(crate) fn show_key(key: &str) -> String {
-    const SHOWN: usize = 64;
-    if key.len() <= SHOWN {
-        format!("{key:?}")
-    } else {
-        let mut end = SHOWN;
-        while !key.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{:?}… ({} bytes)", &key[..end], key.len())
-    }
-}
-
 /// Rejects a key longer than [`MAX_KEY_LEN`] with [`ErrorKind::InvalidInput`](storage_plugin_api::ErrorKind::InvalidInput).
 pub(crate) fn check_key(key: &str) -> Result<(), Error> {
     if key.len() > MAX_KEY_LEN {
         return Err(Error::invalid_input(format!(
             "local: key {} is {} bytes long; the durable store accepts keys of at most {MAX_KEY_LEN} bytes",
-            show_key(key),
+            ShownKey::new(key),
             key.len()
         )));
     }
@@ -47,7 +32,7 @@ pub(crate) fn check_value(key: &str, len: usize) -> Result<(), Error> {
     if len > MAX_VALUE_LEN {
         return Err(Error::invalid_input(format!(
             "local: the value for key {} is {len} bytes; the durable store accepts values of at most {MAX_VALUE_LEN} bytes (64 MiB)",
-            show_key(key)
+            ShownKey::new(key)
         )));
     }
     Ok(())
@@ -79,9 +64,9 @@ mod tests {
 
     #[test]
     fn long_keys_are_shortened_on_a_char_boundary() {
-        let key = "é".repeat(100);
-        let shown = show_key(&key);
-        assert!(shown.contains("(200 bytes)"), "{shown}");
-        assert!(shown.len() < 100, "{shown}");
+        let key = "é".repeat(300);
+        let shown = ShownKey::new(&key).to_string();
+        assert!(shown.contains("(600 bytes)"), "{shown}");
+        assert!(shown.len() < 200, "{shown}");
     }
 }

@@ -9,10 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition, TableError};
-use storage_plugin_api::{Error, KeyPage};
+use storage_plugin_api::{Error, KeyPage, ShownKey};
 
 use super::error;
-use super::limits::show_key;
 
 /// The name of the store file inside the configured directory.
 pub const STORE_FILE_NAME: &str = "local.redb";
@@ -113,7 +112,7 @@ fn ensure_table(db: &Database, file: &Path) -> Result<(), Error> {
 
 /// Reads `key` in a fresh read transaction (a consistent snapshot of the last commit).
 pub(crate) fn get(db: &Database, file: &Path, key: &str) -> Result<Option<Vec<u8>>, Error> {
-    let what = || format!("read key {}", show_key(key));
+    let what = || format!("read key {}", ShownKey::new(key));
     let txn = db.begin_read().map_err(|e| error::op(file, &what(), e))?;
     let table = txn
         .open_table(TABLE)
@@ -124,7 +123,7 @@ pub(crate) fn get(db: &Database, file: &Path, key: &str) -> Result<Option<Vec<u8
 
 /// The keys starting with `prefix`, in byte order.
 pub(crate) fn list(db: &Database, file: &Path, prefix: &str) -> Result<Vec<String>, Error> {
-    let what = || format!("list keys starting with {}", show_key(prefix));
+    let what = || format!("list keys starting with {}", ShownKey::new(prefix));
     let txn = db.begin_read().map_err(|e| error::op(file, &what(), e))?;
     let table = txn
         .open_table(TABLE)
@@ -156,7 +155,7 @@ pub(crate) fn list_page(
     limit: usize,
 ) -> Result<KeyPage, Error> {
     use std::ops::Bound;
-    let what = || format!("list keys starting with {}", show_key(prefix));
+    let what = || format!("list keys starting with {}", ShownKey::new(prefix));
     let txn = db.begin_read().map_err(|e| error::op(file, &what(), e))?;
     let table = txn
         .open_table(TABLE)

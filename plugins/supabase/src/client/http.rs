@@ -10,9 +10,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName
 use reqwest::{Method, StatusCode};
 use storage_plugin_api::Error;
 
-use crate::config::{Secret, SupabaseConfig, redact_userinfo};
+use crate::config::{Secret, SupabaseConfig};
 use crate::error::{Ctx, Failure, KeyRef, Op, SupabaseError, classify};
 use crate::retry::{RetryPolicy, is_retryable_answer, retry_after};
+use storage_plugin_api::redact_url;
 
 /// A request to the backend's table, minus what every request shares.
 pub(crate) struct Request {
@@ -116,7 +117,7 @@ impl RestClient {
         Ok(RestClient {
             client,
             table_url: format!("{base}{}", config.table_name),
-            base_shown: redact_userinfo(base.as_str()),
+            base_shown: redact_url(base.as_str()),
             headers,
             timeout,
             retry: RetryPolicy::new(config.max_retries),
