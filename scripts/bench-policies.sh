@@ -2,7 +2,7 @@
 # Policy costs before and after a change, measured in one run:
 #   scripts/bench-policies.sh OLD_REV [ROUNDS]
 # Builds benches/policies.rs (release) at the working tree and at OLD_REV
-# (the bench file is copied there if OLD_REV predates it), runs the two
+# (this tree's bench file is copied there, so both run the same code), runs the two
 # binaries round by round (old, new, old, new, ...) and prints, per
 # scenario, the median ns/op of each and the median of the per-round
 # new/old ratios (below 1.0: the new code is faster).
@@ -15,10 +15,10 @@ target=${CARGO_TARGET_DIR:-$root/target}
 old_tree=$(mktemp -d)
 trap 'git worktree remove --force "$old_tree" >/dev/null 2>&1 || rm -rf "$old_tree"' EXIT
 git worktree add -q --detach "$old_tree" "$old_rev"
-if [ ! -f "$old_tree/benches/policies.rs" ]; then
-    cp benches/policies.rs "$old_tree/benches/"
+# The same instrument on both sides: this tree's bench file, at OLD_REV too.
+grep -q '^name = "policies"' "$old_tree/Cargo.toml" ||
     printf '\n[[bench]]\nname = "policies"\nharness = false\n' >>"$old_tree/Cargo.toml"
-fi
+cp benches/policies.rs "$old_tree/benches/"
 bench_bin() { # manifest dir -> absolute path of the built bench binary
     local bin
     bin=$(cd "$1" && CARGO_TARGET_DIR=$target cargo bench --bench policies --no-run 2>&1 |
