@@ -121,17 +121,10 @@ pub fn looks_like_secret_name(name: &str) -> bool {
 /// Whether a string value is a URL that carries a password
 /// (`redis://:pw@host`, `postgres://user:pw@host/db`).
 pub(super) fn url_with_password(s: &str) -> bool {
-    let Some(scheme_end) = s.find("://") else {
-        return false;
-    };
-    let rest = &s[scheme_end + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => authority[..at]
-            .split_once(':')
-            .is_some_and(|(_, pw)| !pw.is_empty()),
-        None => false,
-    }
+    // One rule with every redactor: a URL is secret when redaction changes it
+    // (a password, a user name that may be a token, a secret parameter; the
+    // lenient forms such as `http:///u:p@h` included).
+    storage_plugin_api::redact_url(s) != s
 }
 
 /// A custom plugin's config as JSON, with `{ env }` / `{ file }` resolved.

@@ -390,3 +390,26 @@ fn sizes_and_durations() {
     );
     assert!(parse_duration(&Value::String("2h".into())).is_err());
 }
+
+#[test]
+fn urls_with_credentials_are_secrets_in_every_form() {
+    use super::sources::url_with_password;
+    for secret in [
+        "redis://:pw@127.0.0.1:6379",
+        "postgres://user:pw@db/app",
+        "http:///u:p@h",
+        "https:u:pw@h",
+        "redis://127.0.0.1/?password=pw",
+    ] {
+        assert!(url_with_password(secret), "{secret}");
+    }
+    for plain in [
+        "redis://127.0.0.1:6379/0",
+        "https://project.supabase.co",
+        "app:cache:",
+        "user@example.com",
+        "",
+    ] {
+        assert!(!url_with_password(plain), "{plain}");
+    }
+}
