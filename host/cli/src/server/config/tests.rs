@@ -52,7 +52,7 @@ fn full() {
         log_level = "storage_host=debug,warn"
         max_body_size = "1MiB"
         op_timeout = "250ms"
-        shutdown_timeout = 5
+        shutdown_timeout = "5ms"
 
         [policy]
         type = "prefer_cache"
@@ -389,6 +389,13 @@ fn sizes_and_durations() {
         Ok(Duration::from_secs(30))
     );
     assert!(parse_duration(&Value::String("2h".into())).is_err());
+    // A duration carries its unit: a bare number is refused with the fix.
+    for bare in [Value::Integer(30), Value::String("30".into())] {
+        let e = parse_duration(&bare).unwrap_err();
+        assert!(e.contains("has no unit") && e.contains("\"30s\""), "{e}");
+    }
+    let e = field_of("op_timeout = 30");
+    assert!(e.starts_with("op_timeout"), "{e}");
 }
 
 #[test]

@@ -41,11 +41,20 @@ pub(super) fn parse_size(v: &Value) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// `"30s"`, `"500ms"`, `"2m"`; a bare integer is milliseconds.
+/// `"30s"`, `"500ms"`, `"2m"`: a duration always carries its unit. A bare
+/// number (`30` or `"30"`) is refused with the fix in the message: it once
+/// meant milliseconds as an integer and seconds as a string.
 pub(super) fn parse_duration(v: &Value) -> Result<Duration, String> {
+    let no_unit = |n: &dyn std::fmt::Display| {
+        format!("{n} has no unit; write it with one, e.g. \"{n}s\" or \"{n}ms\"")
+    };
     let d = match v {
-        Value::Integer(n) if *n > 0 => Duration::from_millis(*n as u64),
-        Value::Integer(n) => return Err(format!("{n} must be positive")),
+        Value::Integer(n) => return Err(no_unit(n)),
+        Value::String(s)
+            if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            return Err(no_unit(&s.trim()));
+        }
         Value::String(s) => {
             let s = s.trim();
             let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -55,7 +64,7 @@ pub(super) fn parse_duration(v: &Value) -> Result<Duration, String> {
             })?;
             match unit.trim() {
                 "ms" => Duration::from_millis(n),
-                "s" | "" => Duration::from_secs(n),
+                "s" => Duration::from_secs(n),
                 "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
                 other => return Err(format!("unknown unit {other:?} in {s:?}; use ms, s or m")),
             }
