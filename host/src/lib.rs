@@ -13,14 +13,17 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod consistency;
 pub mod error;
 pub mod health;
+mod load_error;
 pub mod loader;
 pub mod manager;
 pub mod metrics;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
+mod slot;
 pub mod storage;
 pub mod watch;
 

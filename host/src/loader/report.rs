@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::LoadError;
+use crate::load_error::LoadError;
 use crate::plugin::PluginInfo;
 
 /// A rejected plugin file and the reason.

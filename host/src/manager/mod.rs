@@ -1,9 +1,10 @@
 //! The [`StorageManager`]: backends by name, routed by a policy, measured.
+//!
+//! The manager owns the state (backends, policy, metrics, consistency) and
+//! executes; `policy` decides where each operation goes and calls the
+//! backends' slots. Nothing below reaches back up here.
 
-pub(crate) mod consistency;
-mod gate;
 mod repair;
-pub(crate) mod slot;
 mod swap;
 
 use std::collections::HashMap;
@@ -14,11 +15,12 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-pub use consistency::{LOCK_STRIPES, MAX_STALE_KEYS};
+pub use crate::consistency::{LOCK_STRIPES, MAX_STALE_KEYS};
 pub use repair::RepairReport;
 pub use swap::SwapOutcome;
 
 use crate::config::BackendConfig;
+use crate::consistency::Consistency;
 use crate::error::ManagerError;
 use crate::health::Health;
 use crate::loader::LoadReport;
@@ -26,9 +28,8 @@ use crate::metrics::{ConsistencyMetrics, ManagerMetrics, StorageMetrics};
 use crate::plugin::{PluginError, PluginInfo, StoragePlugin};
 use crate::policy::{self, Backends, Ctx, Req, StoragePolicy};
 use crate::registry::StorageRegistry;
+use crate::slot::{Instance, Out, Slot};
 use crate::storage::KeyPage;
-use consistency::Consistency;
-use slot::{Instance, Out, Slot};
 
 /// The most keys one [`StorageManager::list_page`] returns: a page is held
 /// in memory whole (and, over the HTTP API, sent as one response).

@@ -1,5 +1,5 @@
 //! Repair: copying the current value of a key onto the backends that are
-//! behind on it (see `consistency.rs`), in a background task, and flushing a
+//! behind on it (see `crate::consistency`), in a background task, and flushing a
 //! cache that lost per-key tracking.
 //!
 //! The worker is spawned on the caller's tokio runtime the first time a key

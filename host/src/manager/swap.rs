@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::StorageManager;
-use super::slot::{Instance, Slot};
 use crate::config::StorageConfig;
 use crate::plugin::{PluginError, StoragePlugin};
+use crate::slot::{Instance, Slot};
 use crate::storage::Storage;
 
 /// What happened to one backend during a swap.

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 pub use abi::AbiPlugin;
 
 use crate::config::StorageConfig;
-use crate::loader::LoadError;
+use crate::load_error::LoadError;
 use crate::storage::Storage;
 
 /// An error about plugins: finding, registering, configuring, loading them.

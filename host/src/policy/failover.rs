@@ -6,9 +6,9 @@
 //! backend that is behind on the key.
 
 use super::{Ctx, Group, Out, Req, all_failed, behind, outcome_unknown};
+use crate::consistency::WriteOutcome;
 use crate::error::{BackendFailure, KeyRef, ManagerError};
-use crate::manager::consistency::WriteOutcome;
-use crate::manager::slot::Slot;
+use crate::slot::Slot;
 
 pub(crate) async fn run(
     ctx: &Ctx<'_>,

@@ -10,7 +10,7 @@
 //!
 //! Policies decide where an operation goes. What the manager knows about
 //! copies that are behind (stale keys, write ordering per key, repairs)
-//! lives in `manager::consistency`; every executor asks it before reading
+//! lives in `crate::consistency`; every executor asks it before reading
 //! a copy and tells it how each write went. The contract each policy keeps
 //! is written on [`StoragePolicy`].
 
@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::consistency::Consistency;
 use crate::error::{BackendFailure, KeyRef, ManagerError};
-use crate::manager::consistency::Consistency;
-use crate::manager::slot::{Op, Slot};
 use crate::metrics::ManagerMetrics;
+use crate::slot::{Op, Slot};
 use crate::storage::StorageError;
 
 /// How a [`StorageManager`](crate::StorageManager) routes operations.
@@ -275,7 +275,7 @@ impl<'a> Req<'a> {
     }
 }
 
-pub(crate) use crate::manager::slot::Out;
+pub(crate) use crate::slot::Out;
 
 /// Routes `req` according to `policy`.
 pub(crate) async fn route(

@@ -13,9 +13,9 @@
 //!   the primary: the value it carries may be older than that write.
 
 use super::{Ctx, Out, Req, outcome_unknown};
+use crate::consistency::WriteOutcome;
 use crate::error::{KeyRef, ManagerError};
-use crate::manager::consistency::WriteOutcome;
-use crate::manager::slot::Slot;
+use crate::slot::Slot;
 use crate::storage::StorageError;
 
 pub(crate) async fn run(

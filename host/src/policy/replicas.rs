@@ -5,8 +5,8 @@
 use futures_util::future::join_all;
 
 use super::{Ctx, Group, Out, Req, all_failed, behind, outcome_unknown};
+use crate::consistency::WriteOutcome;
 use crate::error::{BackendFailure, KeyRef, ManagerError};
-use crate::manager::consistency::WriteOutcome;
 use crate::storage::StorageError;
 
 /// How many replicas must take a write for it to succeed.

@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::gate::Gate;
+mod gate;
+
 use crate::config::BackendConfig;
 use crate::health::{Breaker, Health};
 use crate::metrics::BackendMetrics;
 use crate::plugin::StoragePlugin;
 use crate::storage::{KeyPage, Storage, StorageError};
+use gate::Gate;
 
 /// A live backend instance and the plugin that made it.
 pub(crate) struct Instance {
