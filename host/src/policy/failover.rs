@@ -20,12 +20,12 @@ pub(crate) async fn run(
         Req::Put(..) | Req::Delete(_) => {
             // One backend and nothing stale anywhere: nothing to keep in step.
             if group.len() == 1 && !ctx.cons.any_stale() {
-                return try_in_order(ctx, group.targets(), req, &mut Vec::new()).await;
+                return try_in_order(ctx, group.targets(), req, None).await;
             }
             let members = group.members();
             let ticket = ctx.cons.begin_write(key, &members).await;
             let mut tried = Vec::new();
-            let result = try_in_order(ctx, group.targets(), req, &mut tried).await;
+            let result = try_in_order(ctx, group.targets(), req, Some(&mut tried)).await;
             let acked: Vec<&str> = tried
                 .iter()
                 .filter(|t| t.1 == Sent::Acked)
@@ -47,7 +47,7 @@ pub(crate) async fn run(
                 ctx.cons.settle(key).await;
             }
             if !ctx.cons.any_stale() {
-                return try_in_order(ctx, group.targets(), req, &mut Vec::new()).await;
+                return try_in_order(ctx, group.targets(), req, None).await;
             }
             let mut readable = Vec::with_capacity(group.targets().len());
             let mut skipped = Vec::new();
@@ -62,11 +62,9 @@ pub(crate) async fn run(
             if readable.is_empty() {
                 return Err(all_failed(req.name(), key, skipped));
             }
-            try_in_order(ctx, &readable, req, &mut Vec::new()).await
+            try_in_order(ctx, &readable, req, None).await
         }
-        Req::List(_) | Req::ListPage(..) => {
-            try_in_order(ctx, group.targets(), req, &mut Vec::new()).await
-        }
+        Req::List(_) | Req::ListPage(..) => try_in_order(ctx, group.targets(), req, None).await,
     }
 }
 
@@ -81,7 +79,8 @@ enum Sent {
     Refused,
 }
 
-/// Runs `req` on the first of `slots` that answers, recording in `tried`
+/// Runs `req` on the first of `slots` that answers, recording in `tried` (a
+/// write's; reads pass `None` and allocate nothing)
 /// each backend the operation was sent to and how it went. A backend whose
 /// breaker is open is skipped, and tried only if every other one failed
 /// (so that when all are open, operations still try).
@@ -89,7 +88,7 @@ async fn try_in_order<'s>(
     ctx: &Ctx<'_>,
     slots: &[&'s Slot],
     mut req: Req<'_>,
-    tried: &mut Vec<(&'s str, Sent)>,
+    mut tried: Option<&mut Vec<(&'s str, Sent)>>,
 ) -> Result<Out, ManagerError> {
     let mut failures: Vec<BackendFailure> = Vec::new();
     let mut deferred: Vec<&'s Slot> = Vec::new();
@@ -101,13 +100,31 @@ async fn try_in_order<'s>(
             continue;
         }
         let last = i + 1 == slots.len() && deferred.is_empty();
-        if let Some(r) = attempt(ctx, slot, &mut req, last, tried, &mut failures).await {
+        if let Some(r) = attempt(
+            ctx,
+            slot,
+            &mut req,
+            last,
+            tried.as_deref_mut(),
+            &mut failures,
+        )
+        .await
+        {
             return r;
         }
     }
     let n = deferred.len();
     for (i, slot) in deferred.into_iter().enumerate() {
-        if let Some(r) = attempt(ctx, slot, &mut req, i + 1 == n, tried, &mut failures).await {
+        if let Some(r) = attempt(
+            ctx,
+            slot,
+            &mut req,
+            i + 1 == n,
+            tried.as_deref_mut(),
+            &mut failures,
+        )
+        .await
+        {
             return r;
         }
     }
@@ -120,12 +137,14 @@ async fn attempt<'s>(
     slot: &'s Slot,
     req: &mut Req<'_>,
     last: bool,
-    tried: &mut Vec<(&'s str, Sent)>,
+    tried: Option<&mut Vec<(&'s str, Sent)>>,
     failures: &mut Vec<BackendFailure>,
 ) -> Option<Result<Out, ManagerError>> {
     match slot.run(req.op(last), ctx.timeout).await {
         Ok(out) => {
-            tried.push((slot.name(), Sent::Acked));
+            if let Some(tried) = tried {
+                tried.push((slot.name(), Sent::Acked));
+            }
             Some(Ok(out))
         }
         Err(e) => {
@@ -134,7 +153,9 @@ async fn attempt<'s>(
             } else {
                 Sent::Refused
             };
-            tried.push((slot.name(), sent));
+            if let Some(tried) = tried {
+                tried.push((slot.name(), sent));
+            }
             if !e.is_unavailable() {
                 return Some(Err(ManagerError::StorageOperation {
                     backend: slot.name().to_string(),
